@@ -1,0 +1,157 @@
+"""Parquet results, schema v1: one file per trial, written atomically; a reader for whole sweeps.
+
+Layout: <storage>/<sweep>/trials/<trial_id>.parquet and <storage>/<sweep>/epochs/<trial_id>.parquet.
+A retried trial overwrites its own file, so a sweep never holds duplicate rows.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .storage import Storage, open_storage
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed")
+
+TRIAL_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("config_hash", pa.string()),
+        ("seed", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("model", pa.string()),
+        ("dataset", pa.string()),
+        ("method", pa.string()),
+        ("granularity", pa.string()),
+        ("schedule", pa.string()),
+        ("sampler", pa.string()),
+        ("budget_metric", pa.string()),
+        ("budget", pa.float64()),
+        ("layer_names", pa.list_(pa.string())),
+        ("layer_ratios", pa.list_(pa.float64())),
+        ("conv_threshold", pa.float64()),
+        ("fc_threshold", pa.float64()),
+        ("baseline_top1", pa.float64()),
+        ("baseline_top5", pa.float64()),
+        ("baseline_params", pa.int64()),
+        ("baseline_macs", pa.int64()),
+        ("top1_pruned", pa.float64()),
+        ("top5_pruned", pa.float64()),
+        ("top1", pa.float64()),
+        ("top5", pa.float64()),
+        ("finetune_epochs", pa.int64()),
+        ("params", pa.int64()),
+        ("params_nonzero", pa.int64()),
+        ("macs", pa.int64()),
+        ("bytes_dense", pa.int64()),
+        ("bytes_sparse", pa.int64()),
+        ("latency_ms", pa.float64()),
+        ("params_keep", pa.float64()),
+        ("macs_keep", pa.float64()),
+        ("compression_ratio", pa.float64()),
+        ("speedup_theoretical", pa.float64()),
+        ("speedup_measured", pa.float64()),
+        ("time_baseline_s", pa.float64()),
+        ("time_prune_s", pa.float64()),
+        ("time_finetune_s", pa.float64()),
+        ("time_eval_s", pa.float64()),
+        ("device", pa.string()),
+        ("node", pa.string()),
+        ("torch_version", pa.string()),
+        ("ray_version", pa.string()),
+        ("prune_ray_version", pa.string()),
+        ("git_sha", pa.string()),
+    ]
+)
+
+EPOCH_SCHEMA = pa.schema(
+    [
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("epoch", pa.int64()),
+        ("train_loss", pa.float64()),
+        ("top1", pa.float64()),
+        ("top5", pa.float64()),
+        ("seconds", pa.float64()),
+    ]
+)
+
+
+def _table(rows: list[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    unknown = sorted(set().union(*rows) - set(schema.names)) if rows else []
+    if unknown:
+        raise ValueError(f"unknown result column {unknown[0]!r}; schema v{SCHEMA_VERSION} has: {', '.join(schema.names)}")
+    return pa.Table.from_pylist([dict(row) for row in rows], schema=schema)  # missing -> null
+
+
+def _write(storage: Storage, path: str, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes_atomic(path, buffer.getvalue())
+
+
+def write_trial(storage: Storage, row: Mapping[str, Any]) -> str:
+    """Write one trial's row to <sweep>/trials/<trial_id>.parquet; returns the file's URI."""
+    if row.get("status") not in STATUSES:
+        raise ValueError(f"status {row.get('status')!r}; allowed: {', '.join(STATUSES)}")
+    row = {"schema_version": SCHEMA_VERSION, **row}
+    relative = (row["sweep"], "trials", f"{row['trial_id']}.parquet")
+    _write(storage, storage.path(*relative), _table([row], TRIAL_SCHEMA))
+    return storage.uri_of(*relative)
+
+
+def write_epochs(storage: Storage, sweep: str, trial_id: str, epochs: list[Mapping[str, Any]]) -> None:
+    rows = [{"sweep": sweep, "trial_id": trial_id, **epoch} for epoch in epochs]
+    _write(storage, storage.path(sweep, "epochs", f"{trial_id}.parquet"), _table(rows, EPOCH_SCHEMA))
+
+
+def _read_dir(storage: Storage, directory: str, schema: pa.Schema) -> pd.DataFrame:
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(directory, allow_not_found=True)
+    files = sorted(
+        info.path
+        for info in storage.fs.get_file_info(selector)
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith(".")
+    )
+    if not files:
+        return schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    tables = [pq.read_table(path, filesystem=storage.fs, schema=schema) for path in files]
+    return pa.concat_tables(tables).to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def list_sweeps(storage: Storage) -> list[str]:
+    import pyarrow.fs as pafs
+
+    infos = storage.fs.get_file_info(pafs.FileSelector(storage.root, allow_not_found=True))
+    return sorted(
+        info.base_name
+        for info in infos
+        if info.type == pafs.FileType.Directory and storage.exists(storage.path(info.base_name, "trials"))
+    )
+
+
+def read_results(storage: str | Storage, sweep: str | None = None) -> pd.DataFrame:
+    """All trial rows of one sweep (or of every sweep under the storage root) as a DataFrame with
+    Arrow-backed dtypes: ints stay ints with nulls, lists stay lists, timestamps are UTC."""
+    storage = open_storage(storage) if isinstance(storage, str) else storage
+    sweeps = [sweep] if sweep is not None else list_sweeps(storage)
+    frames = [_read_dir(storage, storage.path(name, "trials"), TRIAL_SCHEMA) for name in sweeps]
+    if not frames:
+        return _read_dir(storage, storage.path("__none__"), TRIAL_SCHEMA)
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_epochs(storage: str | Storage, sweep: str) -> pd.DataFrame:
+    storage = open_storage(storage) if isinstance(storage, str) else storage
+    return _read_dir(storage, storage.path(sweep, "epochs"), EPOCH_SCHEMA)

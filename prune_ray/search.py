@@ -1,0 +1,97 @@
+"""Search over per-layer shape weights with Optuna, one study per (budget, method, seed) group.
+
+Ray Tune sees one searcher. It interleaves the groups (sample 0 of every group, then sample 1, ...)
+so partial sweeps cover every budget, and routes each trial's results to its own group's
+OptunaSearch: trials of different budgets are never compared with each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+SAMPLER_FACTORIES: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+}
+METRIC, MODE = "top1", "max"
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per group is noise
+
+
+@dataclass(frozen=True)
+class Group:
+    budget: float
+    method: str
+    seed: int
+
+
+def shape_key(index: int) -> str:
+    return f"w{index:03d}"
+
+
+def shape_space(num_layers: int, min_weight: float) -> dict[str, optuna.distributions.FloatDistribution]:
+    """One shape weight per prunable layer: how hard to prune it relative to the others."""
+    return {shape_key(i): optuna.distributions.FloatDistribution(min_weight, 1.0) for i in range(num_layers)}
+
+
+class GroupedSearcher(Searcher):
+    def __init__(
+        self,
+        groups: list[Group],
+        samples_per_group: int,
+        spaces: Mapping[str, dict] | None,  # method -> Optuna space; None: fixed (uniform) shapes
+        sampler: str,
+        seed: int,
+    ):
+        super().__init__(metric=METRIC, mode=MODE)
+        self._groups = list(groups)
+        self._queue = [index for _ in range(samples_per_group) for index in range(len(groups))]
+        self._issued = 0
+        self._group_of: dict[str, int] = {}
+        self._studies: list[OptunaSearch] | None = None
+        if spaces is not None:
+            self._studies = [
+                OptunaSearch(
+                    space=spaces[group.method],
+                    metric=METRIC,
+                    mode=MODE,
+                    sampler=SAMPLER_FACTORIES[sampler](seed + index),
+                )
+                for index, group in enumerate(self._groups)
+            ]
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self._issued >= len(self._queue):
+            return Searcher.FINISHED
+        index = self._queue[self._issued]
+        self._issued += 1
+        self._group_of[trial_id] = index
+        shape = self._studies[index].suggest(trial_id) if self._studies else {}
+        return {"group": dataclasses.asdict(self._groups[index]), "shape": shape}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._studies and trial_id in self._group_of and result.get("status") != "failed":
+            self._studies[self._group_of[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not self._studies or trial_id not in self._group_of:
+            return
+        failed = error or not result or result.get("status") == "failed"
+        # A failed trial is a FAIL in Optuna, not an accuracy of 0 that would mislead the sampler.
+        self._studies[self._group_of[trial_id]].on_trial_complete(
+            trial_id, result=None if failed else result, error=failed
+        )
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))

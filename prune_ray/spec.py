@@ -1,0 +1,232 @@
+"""Sweep specs: YAML -> typed, validated dataclasses.
+
+Every key is checked against the dataclass fields (an unknown key is an error), every value against
+the field's type, and every name against the registries. Errors are one line that names the bad
+key or value and what is allowed. The built-in default sweep is `SweepSpec()`;
+`sweeps/default.yaml` spells the same values out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+
+import yaml
+
+from .data import DataOptions, list_datasets
+from .models import list_models
+from .prune import get_method, list_methods
+from .train import LR_SCHEDULES, TrainRecipe
+
+BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
+SCHEDULES = ("uniform", "searched")
+SAMPLERS = ("tpe", "random")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot run; the one-line message names the bad value."""
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    sampler: str = "tpe"  # Optuna sampler proposing per-layer shape weights
+    num_samples: int = 4  # trials per (budget, method) group
+    max_concurrent: int = 2  # trials running at once across the whole sweep
+    min_shape_weight: float = 0.05  # lower bound of each layer's shape weight, in (0, 1]
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    train: TrainRecipe = TrainRecipe(epochs=10)  # recipe of the baseline (part of its store key)
+    checkpoint: str | None = None  # load this file instead of the store (.safetensors or .pt)
+    retrain_corrupt: bool = False  # retrain a corrupt stored baseline instead of failing
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    latency_batch_size: int = 32  # examples per timed forward pass
+    latency_repeats: int = 20  # timed passes; the median is reported
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0  # CPU cores per trial
+    gpu: float = 0.0  # GPUs per trial; fractions pack several trials on one GPU
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str = "default"  # sweep name: results go to <storage>/<name>-<timestamp>/ unless --name
+    model: str = "digits_cnn"
+    dataset: str = "digits"
+    data: DataOptions = DataOptions()
+    methods: tuple[str, ...] = ("magnitude", "l1_filter")
+    budgets: tuple[float, ...] = (0.5,)  # fraction of the baseline's resource kept, in (0, 1]
+    budget_metric: str = "auto"
+    schedule: str = "searched"
+    search: SearchOptions = SearchOptions()
+    baseline: BaselineOptions = BaselineOptions()
+    finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
+    measure: MeasureOptions = MeasureOptions()
+    resources: Resources = Resources()
+    seed: int = 0  # seeds the baseline, the search and fine-tuning
+    storage: str = "./results"  # local path or URI (s3://, gs://) of the results root
+    max_failures: int = 1  # retries of a trial whose worker or node died
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML -> dataclasses
+
+
+def _type_name(tp: object) -> str:
+    if tp is type(None):
+        return "null"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: object, tp: object, where: str) -> object:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, where)
+            except SpecError:
+                continue
+        raise SpecError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        items = value if isinstance(value, list) else [value]  # a scalar is a one-item list
+        if not items:
+            raise SpecError(f"{where}: expected a non-empty {_type_name(tp)}, got []")
+        return tuple(_convert(item, typing.get_args(tp)[0], f"{where}[{i}]") for i, item in enumerate(items))
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if tp is type(None) and value is None:
+        return None
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise SpecError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def from_mapping(cls: type, data: object, where: str = "spec") -> object:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and values of the wrong type."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise SpecError(f"{where}: unknown key {key!r}; allowed: {', '.join(names)}")
+    return cls(**{key: _convert(value, hints[key], f"{where}.{key}") for key, value in data.items()})
+
+
+def load_spec(path: str) -> SweepSpec:
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError(f"spec file {path} is not valid YAML{at}: {problem}") from None
+    spec = from_mapping(SweepSpec, {} if data is None else data, where=path)
+    validate(spec)
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of values (types are already right)
+
+
+def _choice(value: str, allowed: typing.Sequence[str], where: str) -> None:
+    if value not in allowed:
+        raise SpecError(f"{where}: unknown value {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _positive(value: float, where: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SpecError(f"{where}: {value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def resolved_metric(spec: SweepSpec, method: str) -> str:
+    return get_method(method).default_metric if spec.budget_metric == "auto" else spec.budget_metric
+
+
+def validate_recipe(recipe: TrainRecipe, where: str) -> None:
+    _positive(recipe.epochs, f"{where}.epochs", allow_zero=True)
+    _positive(recipe.batch_size, f"{where}.batch_size")
+    _positive(recipe.lr, f"{where}.lr")
+    _positive(recipe.weight_decay, f"{where}.weight_decay", allow_zero=True)
+    _choice(recipe.lr_schedule, LR_SCHEDULES, f"{where}.lr_schedule")
+    if not 0 <= recipe.label_smoothing < 1:
+        raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
+
+
+def validate(spec: SweepSpec) -> None:
+    if not NAME_PATTERN.match(spec.name):
+        raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
+    _choice(spec.model, list_models(), "model")
+    _choice(spec.dataset, list_datasets(), "dataset")
+    for i, method in enumerate(spec.methods):
+        _choice(method, list_methods(), f"methods[{i}]")
+    if len(set(spec.methods)) != len(spec.methods):
+        raise SpecError(f"methods: {list(spec.methods)} lists a method twice")
+    for budget in spec.budgets:
+        if not 0 < budget <= 1:
+            raise SpecError(f"budget {budget!r} is outside (0, 1]: it is the fraction of the resource kept")
+    _choice(spec.budget_metric, BUDGET_METRICS, "budget_metric")
+    for method in spec.methods:
+        if get_method(method).granularity == "unstructured" and resolved_metric(spec, method) == "macs":
+            raise SpecError(
+                f"budget_metric 'macs' cannot be met by unstructured method {method!r}: masks keep the "
+                "dense MACs; use 'params' or 'auto'"
+            )
+    _choice(spec.schedule, SCHEDULES, "schedule")
+    _choice(spec.search.sampler, SAMPLERS, "search.sampler")
+    _positive(spec.search.num_samples, "search.num_samples")
+    _positive(spec.search.max_concurrent, "search.max_concurrent")
+    if not 0 < spec.search.min_shape_weight <= 1:
+        raise SpecError(f"search.min_shape_weight: {spec.search.min_shape_weight!r} must be in (0, 1]")
+    if not 0 < spec.data.val_fraction < 1:
+        raise SpecError(f"data.val_fraction: {spec.data.val_fraction!r} must be in (0, 1)")
+    validate_recipe(spec.baseline.train, "baseline.train")
+    validate_recipe(spec.finetune, "finetune")
+    _positive(spec.measure.latency_batch_size, "measure.latency_batch_size")
+    _positive(spec.measure.latency_repeats, "measure.latency_repeats")
+    _positive(spec.resources.cpu, "resources.cpu")
+    _positive(spec.resources.gpu, "resources.gpu", allow_zero=True)
+    _positive(spec.max_failures, "max_failures", allow_zero=True)
+    if not spec.storage:
+        raise SpecError("storage: must be a path or URI, got ''")
+
+
+def with_overrides(spec: SweepSpec, **changes: object) -> SweepSpec:
+    """Apply CLI overrides (None = keep), nested with '__' (search__num_samples), and re-validate."""
+    top: dict[str, object] = {}
+    nested: dict[str, dict[str, object]] = {}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        if "__" in key:
+            outer, inner = key.split("__", 1)
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            top[key] = value
+    for outer, inner in nested.items():
+        top[outer] = dataclasses.replace(getattr(spec, outer), **inner)
+    spec = dataclasses.replace(spec, **top)
+    validate(spec)
+    return spec

@@ -1,0 +1,216 @@
+"""One trial: baseline -> schedule -> prune -> evaluate -> fine-tune -> measure -> Parquet row.
+
+`run_trial` is plain Python (callable without Ray, as the tests do); `tune_trial` adapts it to
+Ray Tune, reporting each fine-tuning epoch so schedulers and searchers see progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
+from .budget import measured_resource_fn, project
+from .data import Dataset, load_dataset
+from .measure import Measurement, measure, resource
+from .prune import get_method
+from .prune.unstructured import make_masks_permanent
+from .results import write_epochs, write_trial
+from .search import shape_key
+from .spec import SweepSpec, resolved_metric
+from .storage import open_storage
+from .train import evaluate, train
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    spec: SweepSpec
+    sweep: str  # directory name of the sweep under the storage root
+    baseline_train_seconds: float  # spent training the baseline in this sweep; 0 when it was loaded
+    git_sha: str | None
+
+
+def baseline_config(spec: SweepSpec, seed: int) -> BaselineConfig:
+    return BaselineConfig(spec.model, spec.dataset, spec.data, spec.baseline.train, seed)
+
+
+def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
+    """The spec's checkpoint file if it names one, else the store's baseline (trained if absent)."""
+    config = baseline_config(spec, seed)
+    if spec.baseline.checkpoint:
+        model = load_checkpoint_file(build_model(config, data), spec.baseline.checkpoint).to(data.train_x.device)
+        top1, top5 = evaluate(model, data.val_x, data.val_y)
+        return Baseline(model, f"file:{spec.baseline.checkpoint}", top1, top5, 0.0, trained_now=False)
+    store = BaselineStore(open_storage(spec.storage))
+    return store.get_or_train(config, data, retrain_corrupt=spec.baseline.retrain_corrupt)
+
+
+def trial_device(spec: SweepSpec) -> torch.device:
+    return torch.device("cuda") if spec.resources.gpu > 0 and torch.cuda.is_available() else torch.device("cpu")
+
+
+def _node() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    except ImportError:
+        pass
+    return socket.gethostname()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def config_hash(spec: SweepSpec, config: dict[str, Any]) -> str:
+    identity = dataclasses.asdict(spec)
+    for incidental in ("name", "storage", "search", "resources", "max_failures"):
+        identity.pop(incidental)  # where and how fast a trial runs does not change its result
+    blob = json.dumps({"spec": identity, "trial": config}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
+    return {
+        "params_keep": pruned.params_nonzero / base.params,
+        "macs_keep": pruned.macs / base.macs,
+        "compression_ratio": base.params / max(pruned.params_nonzero, 1),
+        "speedup_theoretical": base.macs / max(pruned.macs, 1),
+        "speedup_measured": base.latency_ms / pruned.latency_ms if pruned.latency_ms else None,
+    }
+
+
+def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, report: Reporter) -> dict[str, Any]:
+    """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
+    spec, group = context.spec, config["group"]
+    method = get_method(group["method"])
+    metric = resolved_metric(spec, method.name)
+    row: dict[str, Any] = {
+        "sweep": context.sweep,
+        "trial_id": trial_id,
+        "config_hash": config_hash(spec, config),
+        "seed": group["seed"],
+        "started_at": _now(),
+        "model": spec.model,
+        "dataset": spec.dataset,
+        "method": method.name,
+        "granularity": method.granularity,
+        "schedule": spec.schedule,
+        "sampler": spec.search.sampler if spec.schedule == "searched" else None,
+        "budget_metric": metric,
+        "budget": group["budget"],
+        "finetune_epochs": spec.finetune.epochs,
+        "device": None,
+        "node": _node(),
+        "torch_version": torch.__version__,
+        "ray_version": _ray_version(),
+        "prune_ray_version": __version__,
+        "git_sha": context.git_sha,
+    }
+    storage = open_storage(spec.storage)
+    epochs: list[dict[str, Any]] = []
+    try:
+        device = trial_device(spec)
+        row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
+        data = load_dataset(spec.dataset, spec.data).to(device)
+
+        began = time.perf_counter()
+        baseline = obtain_baseline(spec, data, group["seed"])
+        model = baseline.model.to(device)
+        row["time_baseline_s"] = context.baseline_train_seconds + (time.perf_counter() - began)
+        example = data.example_inputs(1)
+        timing_batch = data.val_x[: spec.measure.latency_batch_size]
+        base = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
+        row.update(
+            baseline_top1=baseline.top1, baseline_top5=baseline.top5, baseline_params=base.params, baseline_macs=base.macs
+        )
+
+        began = time.perf_counter()
+        layers = method.layers(model, example)
+        shape = config.get("shape") or {}
+        weights = {layer.name: float(shape.get(shape_key(i), 1.0)) for i, layer in enumerate(layers)}
+        target = group["budget"] * (base.params if metric == "params" else base.macs)
+        projection = project(
+            layers, weights, measured_resource_fn(model, method, example, metric), target, max_ratio=method.max_ratio
+        )
+        model = method.prune(model, projection.removed, example)
+        row["time_prune_s"] = time.perf_counter() - began
+        row["layer_names"] = [layer.name for layer in layers]
+        row["layer_ratios"] = [projection.ratios[layer.name] for layer in layers]
+
+        began = time.perf_counter()
+        row["top1_pruned"], row["top5_pruned"] = evaluate(model, data.val_x, data.val_y)
+        eval_seconds = time.perf_counter() - began
+        epochs.append({"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]})
+
+        def on_epoch(stats) -> None:
+            epochs.append(dataclasses.asdict(stats))
+            report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
+
+        began = time.perf_counter()
+        train(model, data, spec.finetune, seed=group["seed"], on_epoch=on_epoch)
+        row["time_finetune_s"] = time.perf_counter() - began
+
+        began = time.perf_counter()
+        make_masks_permanent(model)
+        row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
+        pruned = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
+        row["time_eval_s"] = eval_seconds + time.perf_counter() - began
+        row.update(dataclasses.asdict(pruned), **_derived(base, pruned))
+        row["status"] = "ok"
+        achieved = resource(model, example, metric) / (base.params if metric == "params" else base.macs)
+        if achieved > group["budget"] * (1 + 1e-9):
+            raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {group['budget']}")
+    except Exception as error:  # a failed trial is a row, never a crashed sweep
+        row["status"] = "failed"
+        row["error"] = f"{type(error).__name__}: {error}"
+        if not isinstance(error, (ValueError, RuntimeError)):
+            row["error"] += "\n" + traceback.format_exc(limit=5)
+    row["finished_at"] = _now()
+    write_epochs(storage, context.sweep, trial_id, epochs)
+    write_trial(storage, row)
+    return row
+
+
+def _ray_version() -> str | None:
+    try:
+        import ray
+
+        return ray.__version__
+    except ImportError:
+        return None
+
+
+def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Ray Tune entry point: runs the trial and reports the final row's key figures."""
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(context.spec.resources.cpu)))
+    trial_id = tune.get_context().get_trial_id()
+    row = run_trial(config, context, trial_id, report=tune.report)
+    failed = row["status"] == "failed"
+    tune.report(
+        {
+            "top1": 0.0 if failed else row["top1"],
+            "top1_pruned": row.get("top1_pruned"),
+            "params_keep": row.get("params_keep"),
+            "macs_keep": row.get("macs_keep"),
+            "status": row["status"],
+            "error": row.get("error") or "",
+        }
+    )

@@ -1,0 +1,28 @@
+import copy
+
+import pytest
+import torch
+
+from prune_ray.data import load_dataset
+from prune_ray.models import create_model
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(digits):
+    """A digits_cnn trained for 2 epochs: real weights with spread magnitudes, quick to make."""
+    from prune_ray.train import TrainRecipe, train
+
+    torch.manual_seed(0)
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=8)
+    train(model, digits, TrainRecipe(epochs=2), seed=0)
+    return model
+
+
+@pytest.fixture
+def cnn(trained_cnn):
+    return copy.deepcopy(trained_cnn)

@@ -1,0 +1,62 @@
+import copy
+import random
+
+import pytest
+
+from prune_ray.budget import BudgetUnreachableError, measured_resource_fn, project
+from prune_ray.measure import resource
+from prune_ray.prune import get_method, list_methods
+
+
+def random_weights(layers, rng: random.Random) -> dict[str, float]:
+    """Optuna-like proposals, extremes included: tiny, huge, all equal, one layer dominating."""
+    style = rng.choice(["uniform", "extreme", "equal", "one_hot"])
+    if style == "uniform":
+        return {layer.name: rng.uniform(0.05, 1.0) for layer in layers}
+    if style == "extreme":
+        return {layer.name: rng.choice([0.05, 1.0]) for layer in layers}
+    if style == "equal":
+        return dict.fromkeys((layer.name for layer in layers), 0.5)
+    hot = rng.choice(layers).name
+    return {layer.name: 1.0 if layer.name == hot else 0.05 for layer in layers}
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_projection_meets_every_budget_within_2_percent(method, cnn, digits):
+    spec = get_method(method)
+    metric = spec.default_metric
+    x = digits.example_inputs(1)
+    layers = spec.layers(cnn, x)
+    baseline = resource(cnn, x, metric)
+    resource_of = measured_resource_fn(cnn, spec, x, metric)
+    rng = random.Random(1234)
+    for _ in range(25):
+        budget = rng.choice([0.9, 0.7, 0.5, 0.3, 0.2, 0.1, rng.uniform(0.1, 0.95)])
+        weights = random_weights(layers, rng)
+        projection = project(layers, weights, resource_of, budget * baseline, max_ratio=spec.max_ratio)
+        # measure the really pruned model, not the projection's own number
+        pruned = spec.prune(copy.deepcopy(cnn), projection.removed, x)
+        achieved = resource(pruned, x, metric) / baseline
+        assert achieved <= budget + 1e-12, (budget, weights)
+        assert achieved >= budget * 0.98, (budget, achieved, weights)
+
+
+def test_unreachable_budget_is_a_clear_error(cnn, digits):
+    spec = get_method("l1_filter")
+    x = digits.example_inputs(1)
+    layers = spec.layers(cnn, x)
+    resource_of = measured_resource_fn(cnn, spec, x, "macs")
+    with pytest.raises(BudgetUnreachableError, match="budget unreachable"):
+        project(layers, dict.fromkeys([l.name for l in layers], 1.0), resource_of, 1.0, max_ratio=spec.max_ratio)
+
+
+def test_budget_one_prunes_nothing(cnn, digits):
+    spec = get_method("magnitude")
+    x = digits.example_inputs(1)
+    layers = spec.layers(cnn, x)
+    baseline = resource(cnn, x, "params")
+    projection = project(
+        layers, dict.fromkeys([l.name for l in layers], 1.0), measured_resource_fn(cnn, spec, x, "params"),
+        baseline, max_ratio=spec.max_ratio,
+    )
+    assert set(projection.removed.values()) == {0}

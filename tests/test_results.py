@@ -1,0 +1,69 @@
+import datetime
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from prune_ray.results import SCHEMA_VERSION, TRIAL_SCHEMA, read_results, write_trial
+from prune_ray.storage import open_storage
+
+
+def row(trial_id: str, **changes):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    base = {
+        "sweep": "s1", "trial_id": trial_id, "status": "ok", "started_at": now, "finished_at": now,
+        "model": "digits_cnn", "method": "magnitude", "budget": 0.5, "top1": 0.9, "params": 100,
+        "layer_names": ["conv1", "fc1"], "layer_ratios": [0.5, 0.25],
+    }
+    return {**base, **changes}
+
+
+def test_rows_round_trip_with_real_dtypes(tmp_path):
+    storage = open_storage(str(tmp_path))
+    uri = write_trial(storage, row("a"))
+    write_trial(storage, row("b", status="failed", error="ValueError: boom", top1=None))
+    assert uri == f"{tmp_path}/s1/trials/a.parquet"
+    frame = read_results(str(tmp_path), "s1")
+    assert list(frame.columns) == TRIAL_SCHEMA.names
+    assert sorted(frame["trial_id"]) == ["a", "b"]
+    assert (frame["schema_version"] == SCHEMA_VERSION).all()
+    assert str(frame["params"].dtype) == "int64[pyarrow]"
+    assert str(frame["started_at"].dtype) == "timestamp[us, tz=UTC][pyarrow]"
+    a = frame[frame.trial_id == "a"].iloc[0]
+    assert list(a["layer_names"]) == ["conv1", "fc1"] and list(a["layer_ratios"]) == [0.5, 0.25]
+    b = frame[frame.trial_id == "b"].iloc[0]
+    assert pd.isna(b["top1"]) and pd.isna(b["macs"]) and b["error"] == "ValueError: boom"
+    # plain pandas reads the directory too, as the README promises
+    assert len(pd.read_parquet(tmp_path / "s1" / "trials")) == 2
+
+
+def test_rewriting_a_trial_replaces_its_row_and_leaves_no_temp_files(tmp_path):
+    storage = open_storage(str(tmp_path))
+    write_trial(storage, row("a", top1=0.1))
+    write_trial(storage, row("a", top1=0.7))
+    frame = read_results(str(tmp_path), "s1")
+    assert len(frame) == 1 and frame["top1"].iloc[0] == 0.7
+    assert [p.name for p in (tmp_path / "s1" / "trials").iterdir()] == ["a.parquet"]
+    assert pq.read_schema(tmp_path / "s1" / "trials" / "a.parquet").names == TRIAL_SCHEMA.names
+
+
+def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
+    storage = open_storage(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown result column 'acc'"):
+        write_trial(storage, row("a", acc=1.0))
+    with pytest.raises(ValueError, match="status 'done'; allowed: ok, failed"):
+        write_trial(storage, row("a", status="done"))
+    assert not (tmp_path / "s1").exists()
+
+
+def test_reading_all_sweeps_and_an_empty_root(tmp_path):
+    storage = open_storage(str(tmp_path))
+    assert read_results(str(tmp_path)).empty
+    write_trial(storage, row("a"))
+    write_trial(storage, row("a", sweep="s2"))
+    assert sorted(read_results(storage)["sweep"]) == ["s1", "s2"]
+
+
+def test_relative_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert open_storage("results").uri == str(tmp_path / "results")

@@ -1,0 +1,112 @@
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, validate, with_overrides
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_spec(tmp_path, text: str) -> str:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_default_yaml_equals_builtin_default():
+    assert load_spec(os.path.join(ROOT, "sweeps", "default.yaml")) == SweepSpec()
+
+
+def test_yaml_values_become_typed_fields(tmp_path):
+    spec = load_spec(write_spec(tmp_path, "budgets: [0.7, 0.3]\nfinetune: {epochs: 1, lr: 1}\nresources: {cpu: 2}\n"))
+    assert spec.budgets == (0.7, 0.3)
+    assert spec.finetune.epochs == 1 and spec.finetune.lr == 1.0 and isinstance(spec.finetune.lr, float)
+    assert spec.resources.cpu == 2.0
+    assert spec.baseline == SweepSpec().baseline  # untouched sections keep their defaults
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("modle: digits_cnn\n", ["unknown key 'modle'", "model"]),
+        ("finetune: {epocs: 3}\n", ["finetune", "unknown key 'epocs'", "epochs"]),
+        ("finetune: {epochs: three}\n", ["finetune.epochs", "expected int", "'three'"]),
+        ("budgets: [0.5, yes]\n", ["budgets[1]", "expected float"]),
+        ("budgets: [1.5]\n", ["budget 1.5", "(0, 1]"]),
+        ("budgets: [0]\n", ["budget 0.0", "(0, 1]"]),
+        ("budgets: [-0.2]\n", ["budget -0.2", "(0, 1]"]),
+        ("model: resnet9000\n", ["model", "'resnet9000'", "digits_cnn"]),
+        ("dataset: imagenet22k\n", ["dataset", "'imagenet22k'", "digits"]),
+        ("methods: [magnitude, snip]\n", ["methods[1]", "'snip'", "l1_filter", "magnitude"]),
+        ("budget_metric: flops\n", ["budget_metric", "'flops'", "macs", "params"]),
+        ("methods: [magnitude]\nbudget_metric: macs\n", ["'macs'", "magnitude", "params"]),
+        ("search: {sampler: grid}\n", ["search.sampler", "'grid'", "tpe"]),
+        ("search: {num_samples: 0}\n", ["search.num_samples", "> 0"]),
+        ("finetune: {lr_schedule: linear}\n", ["finetune.lr_schedule", "'linear'", "cosine"]),
+        ("name: ../escape\n", ["name", "'../escape'"]),
+        ("- just\n- a list\n", ["expected a mapping"]),
+        ("budgets: [0.5\n", ["not valid YAML", "line"]),
+    ],
+)
+def test_bad_specs_give_one_line_errors_naming_the_value(tmp_path, text, fragments):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(tmp_path, text))
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_missing_spec_file_is_an_error(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(str(tmp_path / "nope.yaml"))
+
+
+def test_overrides_are_validated():
+    spec = with_overrides(SweepSpec(), budgets=(0.7, 0.3), search__num_samples=2)
+    assert spec.budgets == (0.7, 0.3) and spec.search.num_samples == 2
+    with pytest.raises(SpecError, match="budget 2.0"):
+        with_overrides(SweepSpec(), budgets=(2.0,))
+
+
+def test_every_default_field_round_trips_through_yaml():
+    data = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(SweepSpec())))
+    spec = from_mapping(SweepSpec, data)
+    validate(spec)
+    assert spec == SweepSpec()
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--budget", "1.5"], "budget 1.5 is outside (0, 1]"),
+        (["--budget", "0"], "budget 0.0 is outside (0, 1]"),
+        (["BAD"], "unknown key 'epocs'"),
+        (["--num-samples", "0"], "search.num_samples"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
+    (tmp_path / "BAD").write_text("finetune: {epocs: 1}\n")
+    storage = tmp_path / "results"
+    result = run_cli(*args, "--storage", str(storage), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not storage.exists()
+
+
+def test_cli_help_explains_each_option(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for option in ["--budget", "--num-samples", "--max-concurrent", "--storage", "--name", "--address"]:
+        assert option in result.stdout

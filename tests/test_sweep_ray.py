@@ -1,0 +1,106 @@
+"""End to end through a real local Ray instance: the CLI, Tune, Optuna, Parquet."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from prune_ray.results import read_epochs, read_results
+
+pytestmark = pytest.mark.ray
+
+SPEC = """
+name: it
+methods: [magnitude, l1_filter]
+budgets: [0.7, 0.4]
+search: {num_samples: 1, max_concurrent: 2}
+baseline: {train: {epochs: 3}}
+finetune: {epochs: 2, lr: 0.01}
+measure: {latency_repeats: 3}
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_env():
+    # Ray's socket paths must stay short (AF_UNIX limit), so its temp dir is not pytest's tmp_path.
+    short = tempfile.mkdtemp(prefix="prt", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": short, "HOME": short, "PYTHONUNBUFFERED": "1"}
+    yield env
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def sweep(env, cwd, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def first_sweep(tmp_path_factory, ray_env):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "spec.yaml").write_text(SPEC)
+    result = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "first")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, result
+
+
+def test_sweep_writes_one_ok_row_per_trial_meeting_its_budget(first_sweep):
+    root, result = first_sweep
+    storage = root / "results"
+    frame = read_results(str(storage), "first")
+    assert len(frame) == 4  # 2 budgets x 2 methods x 1 sample
+    assert frame["trial_id"].is_unique
+    assert (frame["status"] == "ok").all(), frame["error"].tolist()
+    assert sorted(zip(frame["budget"], frame["method"])) == [
+        (0.4, "l1_filter"), (0.4, "magnitude"), (0.7, "l1_filter"), (0.7, "magnitude")
+    ]
+    for _, row in frame.iterrows():
+        keep = row["macs_keep"] if row["method"] == "l1_filter" else row["params_keep"]
+        assert row["budget"] * 0.98 <= keep <= row["budget"], (row["method"], row["budget"], keep)
+        for column in ["top1", "top5", "top1_pruned", "baseline_top1"]:
+            assert 0.0 <= row[column] <= 1.0
+        assert row["sampler"] == "tpe" and row["schedule"] == "searched"
+        assert len(row["layer_names"]) == len(row["layer_ratios"]) > 0
+    structured = frame[frame["method"] == "l1_filter"]
+    assert (structured["params"] < structured["baseline_params"]).all()
+    assert (structured["macs"] < structured["baseline_macs"]).all()
+    unstructured = frame[frame["method"] == "magnitude"]
+    assert (unstructured["params_nonzero"] < unstructured["baseline_params"]).all()
+    assert len(read_epochs(str(storage), "first")) == 4 * 3  # epoch 0 (pruned) + 2 fine-tuning epochs
+    # the closing lines say where the Parquet is and show the best rows
+    assert f"results: {storage}/first/trials" in result.stdout
+    assert "best row per budget and method" in result.stdout
+
+
+def test_second_sweep_loads_the_stored_baseline(first_sweep, ray_env):
+    root, first = first_sweep
+    baseline_dir = next((root / "results" / "baselines").iterdir())
+    weights = baseline_dir / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    result = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "second", "--budget", "0.5",
+                   "--num-samples", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trained in" in first.stdout and "loaded from the store" in result.stdout
+    assert weights.stat().st_mtime_ns == stamp  # nothing was retrained or rewritten
+    before = read_results(str(root / "results"), "first")
+    after = read_results(str(root / "results"), "second")
+    assert len(after) == 2 and (after["status"] == "ok").all()
+    assert (after["time_baseline_s"] < 1.0).all()
+    assert (before["time_baseline_s"] > after["time_baseline_s"].max()).all()
+    assert set(after["baseline_top1"]) == set(before["baseline_top1"])
+    # the same sweep name again is refused rather than mixed into the old results
+    again = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "second")
+    assert again.returncode == 2 and "already has results" in again.stderr
+
+
+def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, ray_env):
+    (tmp_path / "spec.yaml").write_text(SPEC + "\n")
+    result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results", "--name", "bad", "--budget", "0.0001",
+                   "--num-samples", "1")
+    assert result.returncode == 3, result.stdout[-2000:]
+    frame = read_results(str(tmp_path / "results"), "bad")
+    assert len(frame) == 2 and (frame["status"] == "failed").all()
+    assert "budget unreachable" in result.stdout

@@ -1,0 +1,55 @@
+"""One trial's whole life without Ray (run_trial is plain Python)."""
+
+import dataclasses
+
+import pytest
+
+from prune_ray.results import read_epochs, read_results
+from prune_ray.spec import SweepSpec
+from prune_ray.train import TrainRecipe
+from prune_ray.trial import TrialContext, run_trial
+
+
+def small_spec(tmp_path, **changes) -> SweepSpec:
+    spec = SweepSpec(storage=str(tmp_path), finetune=TrainRecipe(epochs=2, lr=0.01))
+    spec = dataclasses.replace(spec, baseline=dataclasses.replace(spec.baseline, train=TrainRecipe(epochs=2)))
+    return dataclasses.replace(spec, **changes)
+
+
+def trial_config(method: str, budget: float, shape=None):
+    return {"group": {"budget": budget, "method": method, "seed": 0}, "shape": shape or {}}
+
+
+@pytest.mark.parametrize("method, budget", [("magnitude", 0.3), ("l1_filter", 0.5)])
+def test_trial_writes_a_row_that_meets_its_budget(tmp_path, method, budget):
+    spec = small_spec(tmp_path)
+    reports = []
+    row = run_trial(trial_config(method, budget, {"w000": 0.2, "w001": 1.0}), TrialContext(spec, "s", 0.0, None),
+                    "t1", reports.append)
+    assert row["status"] == "ok", row.get("error")
+    assert [r["epoch"] for r in reports] == [1, 2]
+    frame = read_results(str(tmp_path), "s")
+    assert len(frame) == 1
+    got = frame.iloc[0]
+    keep = got["params_keep"] if method == "magnitude" else got["macs_keep"]
+    assert budget * 0.98 <= keep <= budget
+    assert got["layer_ratios"][0] < got["layer_ratios"][1]  # the shape weights were followed
+    assert 0 <= got["top1_pruned"] <= 1 and 0 <= got["top1"] <= 1
+    epochs = read_epochs(str(tmp_path), "s")
+    assert list(epochs["epoch"]) == [0, 1, 2]
+
+
+def test_a_diverging_trial_is_a_failed_row_not_a_crash(tmp_path):
+    spec = small_spec(tmp_path, finetune=TrainRecipe(epochs=2, lr=1e12, momentum=0.0))
+    row = run_trial(trial_config("l1_filter", 0.5), TrialContext(spec, "s", 0.0, None), "t1", lambda _: None)
+    assert row["status"] == "failed"
+    assert "diverged" in row["error"]
+    frame = read_results(str(tmp_path), "s")
+    assert list(frame["status"]) == ["failed"] and "diverged" in frame["error"].iloc[0]
+    assert frame["top1_pruned"].notna().all()  # what was measured before the failure is kept
+
+
+def test_unreachable_budget_is_a_failed_row(tmp_path):
+    spec = small_spec(tmp_path)
+    row = run_trial(trial_config("l1_filter", 0.0001), TrialContext(spec, "s", 0.0, None), "t1", lambda _: None)
+    assert row["status"] == "failed" and "budget unreachable" in row["error"]
