@@ -56,6 +56,7 @@ class Baseline:
     key: str
     top1: float  # validation top-1 of the stored weights
     top5: float
+    test_top1: float  # top-1 on the dataset's test split (reported, never used for choices)
     train_seconds: float  # time it took to train (when it was trained)
     trained_now: bool  # True when this call trained it, False when it was loaded
 
@@ -113,7 +114,7 @@ class BaselineStore:
         except (SafetensorError, json.JSONDecodeError, OSError, FileNotFoundError) as error:
             raise CorruptCheckpointError(f"baseline checkpoint {weights_uri} is corrupt: {error}") from None
         model = load_state(build_model(config, data), state, weights_uri)
-        return Baseline(model, key, meta["top1"], meta["top5"], meta["train_seconds"], trained_now=False)
+        return Baseline(model, key, meta["top1"], meta["top5"], meta["test_top1"], meta["train_seconds"], trained_now=False)
 
     def train_and_save(
         self,
@@ -127,6 +128,7 @@ class BaselineStore:
         train_fn(model, data, config.recipe, seed=config.seed)
         seconds = time.perf_counter() - began
         top1, top5 = evaluate(model, data.val_x, data.val_y)
+        test_top1, _ = evaluate(model, data.test_x, data.test_y)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
         self.storage.write_bytes_atomic(self._path(config.key, "model.safetensors"), save_safetensors(state))
         meta = {
@@ -134,12 +136,13 @@ class BaselineStore:
             "config": dataclasses.asdict(config),
             "top1": top1,
             "top5": top5,
+            "test_top1": test_top1,
             "train_seconds": seconds,
             "torch_version": torch.__version__,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.storage.write_bytes_atomic(self._path(config.key, "meta.json"), json.dumps(meta, indent=2).encode())
-        return Baseline(model, config.key, top1, top5, seconds, trained_now=True)
+        return Baseline(model, config.key, top1, top5, test_top1, seconds, trained_now=True)
 
     def get_or_train(
         self,

@@ -75,8 +75,8 @@ def project(
     if bad:
         raise ValueError(f"shape weights must be positive and finite, got {bad}")
     low, high = 0.0, 1.0 / min(weights[layer.name] for layer in layers)  # high: every layer at max
-    if resource_of(plan(layers, weights, high, max_ratio)) > target:
-        floor = resource_of(plan(layers, weights, high, max_ratio))
+    floor = resource_of(plan(layers, weights, high, max_ratio))
+    if floor > target:
         raise BudgetUnreachableError(
             f"budget unreachable: removing {max_ratio:.0%} of every layer still leaves "
             f"{floor:.4g} > target {target:.4g}"
@@ -87,26 +87,15 @@ def project(
         if high - low <= 1e-9 * high:
             break
         middle = (low + high) / 2
-        if resource_of(plan(layers, weights, middle, max_ratio)) <= target:
+        value = resource_of(plan(layers, weights, middle, max_ratio))
+        if value <= target:
             high = middle
+            if value >= target * (1 - tolerance):
+                break  # close enough: more halving would only move single units
         else:
             low = middle
     removed = plan(layers, weights, high, max_ratio)
-    achieved = resource_of(removed)
-    # Give back single units while some fit under the target; the biggest step that fits first.
-    while achieved < target * (1 - tolerance):
-        best: tuple[float, str] | None = None
-        for layer in layers:
-            if removed[layer.name] == 0:
-                continue
-            trial = {**removed, layer.name: removed[layer.name] - 1}
-            value = resource_of(trial)
-            if value <= target and (best is None or value > best[0]):
-                best = (value, layer.name)
-        if best is None:
-            break
-        achieved, name = best
-        removed[name] -= 1
+    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
     units = {layer.name: layer.units for layer in layers}
     return Projection(
         removed=removed,
@@ -114,3 +103,57 @@ def project(
         resource=achieved,
         target=target,
     )
+
+
+def give_back(
+    layers: list[Layer],
+    removed: dict[str, int],
+    achieved: float,
+    target: float,
+    resource_of: ResourceFn,
+    tolerance: float,
+    max_rounds: int = 6,
+) -> tuple[dict[str, int], float]:
+    """Return units to layers while the resource stays <= target, until within `tolerance` of it.
+
+    Each round measures what giving back one unit costs in each layer (one pruned copy per layer),
+    plans a sequence of give-backs that fills the gap with the biggest steps first, and keeps the
+    longest prefix of that sequence whose measured resource still fits (binary search, since the
+    resource only grows along the sequence).
+    """
+    removed = dict(removed)
+    for _ in range(max_rounds):
+        if achieved >= target * (1 - tolerance):
+            break
+        step = {}
+        for layer in layers:
+            if removed[layer.name] > 0:
+                value = resource_of({**removed, layer.name: removed[layer.name] - 1})
+                if achieved < value <= target:
+                    step[layer.name] = value - achieved
+        if not step:
+            break
+        sequence: list[str] = []
+        room = target - achieved
+        for name in sorted(step, key=step.__getitem__, reverse=True):
+            count = min(removed[name], int(room // step[name]))
+            sequence += [name] * count
+            room -= count * step[name]
+
+        def after(prefix: int) -> dict[str, int]:
+            result = dict(removed)
+            for name in sequence[:prefix]:
+                result[name] -= 1
+            return result
+
+        good, bad = 1, len(sequence) + 1  # a single give-back fits by construction
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            if resource_of(after(middle)) <= target:
+                good = middle
+            else:
+                bad = middle
+        removed = after(good)
+        achieved = resource_of(removed)
+    return removed, achieved
+

@@ -1,4 +1,4 @@
-"""Parquet results, schema v1: one file per trial, written atomically; a reader for whole sweeps.
+"""Parquet results, schema v2: one file per trial, written atomically; a reader for whole sweeps.
 
 Layout: <storage>/<sweep>/trials/<trial_id>.parquet and <storage>/<sweep>/epochs/<trial_id>.parquet.
 A retried trial overwrites its own file, so a sweep never holds duplicate rows.
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from .storage import Storage, open_storage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2 (issue 3) added test_top1, test_top5, baseline_test_top1
 STATUSES = ("ok", "failed")
 
 TRIAL_SCHEMA = pa.schema(
@@ -43,12 +43,15 @@ TRIAL_SCHEMA = pa.schema(
         ("fc_threshold", pa.float64()),
         ("baseline_top1", pa.float64()),
         ("baseline_top5", pa.float64()),
+        ("baseline_test_top1", pa.float64()),
         ("baseline_params", pa.int64()),
         ("baseline_macs", pa.int64()),
         ("top1_pruned", pa.float64()),
         ("top5_pruned", pa.float64()),
         ("top1", pa.float64()),
         ("top5", pa.float64()),
+        ("test_top1", pa.float64()),
+        ("test_top5", pa.float64()),
         ("finetune_epochs", pa.int64()),
         ("params", pa.int64()),
         ("params_nonzero", pa.int64()),

@@ -171,6 +171,13 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
     _positive(recipe.lr, f"{where}.lr")
     _positive(recipe.weight_decay, f"{where}.weight_decay", allow_zero=True)
     _choice(recipe.lr_schedule, LR_SCHEDULES, f"{where}.lr_schedule")
+    if not 0 < recipe.step_gamma <= 1:
+        raise SpecError(f"{where}.step_gamma: {recipe.step_gamma!r} must be in (0, 1]")
+    for milestone in recipe.step_milestones:
+        if not 0 < milestone < 1:
+            raise SpecError(f"{where}.step_milestones: {milestone!r} must be a fraction of training in (0, 1)")
+    if not 0 <= recipe.warmup_epochs <= recipe.epochs:
+        raise SpecError(f"{where}.warmup_epochs: {recipe.warmup_epochs!r} must be in [0, epochs]")
     if not 0 <= recipe.label_smoothing < 1:
         raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
 
@@ -211,6 +218,21 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.max_failures, "max_failures", allow_zero=True)
     if not spec.storage:
         raise SpecError("storage: must be a path or URI, got ''")
+
+
+def smoke_twin(spec: SweepSpec) -> SweepSpec:
+    """The spec shrunk to a CPU-minute: bundled digits data, 1 epoch, 1 trial per group, fast timing.
+    Model, methods, budgets, schedule and search stay, so the smoke run exercises the same code."""
+    return dataclasses.replace(
+        spec,
+        name=f"{spec.name}-smoke",
+        dataset="digits",
+        data=DataOptions(),
+        baseline=dataclasses.replace(spec.baseline, train=dataclasses.replace(spec.baseline.train, epochs=1, warmup_epochs=0), checkpoint=None),
+        finetune=dataclasses.replace(spec.finetune, epochs=1, warmup_epochs=0),
+        search=dataclasses.replace(spec.search, num_samples=1),
+        measure=MeasureOptions(latency_batch_size=8, latency_repeats=3),
+    )
 
 
 def with_overrides(spec: SweepSpec, **changes: object) -> SweepSpec:

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from .spec import SpecError, SweepSpec, load_spec, validate, with_overrides
+from .spec import SpecError, SweepSpec, load_spec, smoke_twin, validate, with_overrides
+from .data import DatasetFilesMissingError, load_dataset
 from .storage import open_storage
 
 EXIT_BAD_INPUT = 2
@@ -47,12 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--address", metavar="ADDR", help="Ray cluster to join ('auto' on a cluster node); default: start Ray locally"
     )
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="run the spec's smoke twin: same model, methods and budgets on the bundled digits data, "
+        "1 training epoch, 1 trial per group (checks a recipe end to end on a CPU in about a minute)",
+    )
     return parser
 
 
 def resolve_spec(args: argparse.Namespace) -> SweepSpec:
     spec = load_spec(args.spec) if args.spec else SweepSpec()
     validate(spec)
+    if args.smoke:
+        spec = smoke_twin(spec)
     return with_overrides(
         spec,
         budgets=tuple(args.budget) if args.budget else None,
@@ -83,26 +91,45 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
         if storage.exists(storage.path(sweep, "trials")):
             raise SpecError(f"sweep {sweep!r} already has results in {storage.uri_of(sweep)}; choose another --name")
-    except SpecError as error:
+        spaces = search_spaces(spec)
+    except (SpecError, DatasetFilesMissingError) as error:
         print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return run_sweep(spec, sweep, address=args.address)
+    return run_sweep(spec, sweep, spaces, address=args.address)
 
 
-def run_sweep(spec: SweepSpec, sweep: str, *, address: str | None = None) -> int:
+def search_spaces(spec: SweepSpec) -> dict[str, dict]:
+    """Per method, one shape weight per prunable layer of the spec's model on the spec's data.
+    Building the model here also rejects a model that cannot take the dataset, before Ray starts."""
+    from .baseline import build_model
+    from .prune import get_method
+    from .search import shape_space
+    from .trial import baseline_config
+
+    data = load_dataset(spec.dataset, spec.data)
+    try:
+        probe = build_model(baseline_config(spec, spec.seed), data)
+        example = data.example_inputs(1)
+        layers = {method: get_method(method).layers(probe, example) for method in spec.methods}
+    except (ValueError, RuntimeError) as error:
+        raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
+    return {method: shape_space(len(found), spec.search.min_shape_weight) for method, found in layers.items()}
+
+
+def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict], *, address: str | None = None) -> int:
     import ray
     from ray import tune
 
-    from .data import load_dataset
-    from .prune import get_method
     from .results import read_results
-    from .search import GroupedSearcher, Group, shape_space
+    from .search import Group, GroupedSearcher
     from .trial import TrialContext, baseline_config, obtain_baseline, tune_trial
 
     storage = open_storage(spec.storage)
     began = time.perf_counter()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    if address is None:
+        spec = fit_to_local_machine(spec, ray.cluster_resources())
 
     # Train each distinct baseline once, before any trial, so trials only ever load it.
     print(f"[prune-ray] baseline {baseline_config(spec, spec.seed).key}: preparing", flush=True)
@@ -122,17 +149,6 @@ def run_sweep(spec: SweepSpec, sweep: str, *, address: str | None = None) -> int
         flush=True,
     )
 
-    from .data import load_dataset as _load
-
-    data = _load(spec.dataset, spec.data)
-    example = data.example_inputs(1)
-    from .baseline import build_model
-
-    probe = build_model(baseline_config(spec, spec.seed), data)
-    spaces = {
-        method: shape_space(len(get_method(method).layers(probe, example)), spec.search.min_shape_weight)
-        for method in spec.methods
-    }
     groups = [Group(budget, method, spec.seed) for budget in spec.budgets for method in spec.methods]
     searcher = GroupedSearcher(
         groups,
@@ -162,6 +178,20 @@ def run_sweep(spec: SweepSpec, sweep: str, *, address: str | None = None) -> int
     )
     tuner.fit()
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)
+
+
+def fit_to_local_machine(spec: SweepSpec, available: dict[str, float]) -> SweepSpec:
+    """On a local Ray instance, a trial asking for more than the machine has would wait forever:
+    GPU trials run on the CPU when there is no GPU, and CPU requests shrink to the cores there are.
+    (On a cluster the autoscaler may still add such nodes, so requests are left alone there.)"""
+    resources = spec.resources
+    if resources.gpu > 0 and available.get("GPU", 0) == 0:
+        print(f"[prune-ray] no GPU here: trials asking for {resources.gpu} GPU run on the CPU", flush=True)
+        resources = dataclasses.replace(resources, gpu=0.0)
+    if resources.cpu > available.get("CPU", 1):
+        print(f"[prune-ray] {resources.cpu} CPUs per trial asked, {available.get('CPU')} here: using all", flush=True)
+        resources = dataclasses.replace(resources, cpu=float(available.get("CPU", 1)))
+    return dataclasses.replace(spec, resources=resources)
 
 
 def summarize(frame, trials_uri: str, seconds: float) -> int:

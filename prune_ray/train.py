@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .data import BatchLoader, Dataset
 
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,10 @@ class TrainRecipe:
     momentum: float = 0.9  # SGD momentum
     nesterov: bool = True  # Nesterov momentum
     weight_decay: float = 5e-4  # L2 penalty coefficient, applied to every parameter
-    lr_schedule: str = "cosine"  # "cosine": decay to 0 over all steps; "constant"
+    lr_schedule: str = "cosine"  # "cosine": decay to 0 over all steps; "step"; "constant"
+    step_milestones: tuple[float, ...] = (0.5, 0.75)  # "step": fractions of training where lr *= step_gamma
+    step_gamma: float = 0.1  # "step": learning-rate factor at each milestone
+    warmup_epochs: int = 0  # linear warm-up from 0 to lr over this many epochs
     label_smoothing: float = 0.0  # cross-entropy label smoothing, 0 = none
 
 
@@ -52,13 +55,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     model.eval()
     correct1 = correct5 = 0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
+            logits = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct1 += int((top[:, 0] == target).sum())
         correct5 += int((top == target[:, None]).any(dim=1).sum())
     model.train(was_training)
     return correct1 / len(x), correct5 / len(x)
+
+
+def lr_factor(recipe: TrainRecipe, step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of recipe.lr at optimiser step `step` (0-based)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = step / total_steps
+    if recipe.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if recipe.lr_schedule == "step":
+        return recipe.step_gamma ** sum(progress >= milestone for milestone in recipe.step_milestones)
+    if recipe.lr_schedule == "constant":
+        return 1.0
+    raise ValueError(f"unknown lr_schedule {recipe.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}")
 
 
 def train(
@@ -74,7 +92,10 @@ def train(
     Raises DivergedError on a NaN/inf loss, so callers can record a failed run instead of crashing.
     """
     torch.manual_seed(seed)
-    loader = BatchLoader(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed)
+    cuda = data.train_x.is_cuda
+    loader = BatchLoader(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed, augment=data.augment)
+    if cuda:  # tensor cores prefer NHWC; bf16 autocast keeps fp32 master weights
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -83,13 +104,10 @@ def train(
         weight_decay=recipe.weight_decay,
     )
     total_steps = max(1, recipe.epochs * len(loader))
-    if recipe.lr_schedule == "cosine":
-        schedule = lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))  # noqa: E731
-    elif recipe.lr_schedule == "constant":
-        schedule = lambda step: 1.0  # noqa: E731
-    else:
-        raise ValueError(f"unknown lr_schedule {recipe.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    warmup_steps = recipe.warmup_epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(recipe, step, total_steps, warmup_steps)
+    )
 
     history = []
     for epoch in range(1, recipe.epochs + 1):
@@ -97,7 +115,10 @@ def train(
         model.train()
         loss_sum = torch.zeros((), device=data.train_x.device)
         for inputs, targets in loader:
-            loss = F.cross_entropy(model(inputs), targets, label_smoothing=recipe.label_smoothing)
+            if cuda:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss = F.cross_entropy(model(inputs), targets, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

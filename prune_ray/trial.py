@@ -53,7 +53,8 @@ def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
     if spec.baseline.checkpoint:
         model = load_checkpoint_file(build_model(config, data), spec.baseline.checkpoint).to(data.train_x.device)
         top1, top5 = evaluate(model, data.val_x, data.val_y)
-        return Baseline(model, f"file:{spec.baseline.checkpoint}", top1, top5, 0.0, trained_now=False)
+        test_top1, _ = evaluate(model, data.test_x, data.test_y)
+        return Baseline(model, f"file:{spec.baseline.checkpoint}", top1, top5, test_top1, 0.0, trained_now=False)
     store = BaselineStore(open_storage(spec.storage))
     return store.get_or_train(config, data, retrain_corrupt=spec.baseline.retrain_corrupt)
 
@@ -137,7 +138,11 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         timing_batch = data.val_x[: spec.measure.latency_batch_size]
         base = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
         row.update(
-            baseline_top1=baseline.top1, baseline_top5=baseline.top5, baseline_params=base.params, baseline_macs=base.macs
+            baseline_top1=baseline.top1,
+            baseline_top5=baseline.top5,
+            baseline_test_top1=baseline.test_top1,
+            baseline_params=base.params,
+            baseline_macs=base.macs,
         )
 
         began = time.perf_counter()
@@ -169,6 +174,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         began = time.perf_counter()
         make_masks_permanent(model)
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
+        row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
         pruned = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
         row["time_eval_s"] = eval_seconds + time.perf_counter() - began
         row.update(dataclasses.asdict(pruned), **_derived(base, pruned))

@@ -26,3 +26,25 @@ def trained_cnn(digits):
 @pytest.fixture
 def cnn(trained_cnn):
     return copy.deepcopy(trained_cnn)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_env():
+    """Environment for CLI runs that start Ray: its temp dir and HOME (auth token) are the test's own.
+    Ray's socket paths must stay short (AF_UNIX limit), so the dir is not pytest's long tmp_path."""
+    import os
+    import shutil
+    import tempfile
+
+    short = tempfile.mkdtemp(prefix="prt", dir="/tmp")
+    yield {**os.environ, "RAY_TMPDIR": short, "HOME": short, "PYTHONUNBUFFERED": "1"}
+    shutil.rmtree(short, ignore_errors=True)

@@ -110,3 +110,12 @@ def test_cli_help_explains_each_option(tmp_path):
     assert result.returncode == 0
     for option in ["--budget", "--num-samples", "--max-concurrent", "--storage", "--name", "--address"]:
         assert option in result.stdout
+
+
+def test_cli_missing_dataset_files_exit_2_with_where_to_put_them(tmp_path):
+    (tmp_path / "spec.yaml").write_text(f"model: resnet20\ndataset: cifar10\ndata: {{root: {tmp_path / 'none'}}}\n")
+    result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cifar10 files missing: put data_batch_1" in result.stderr and str(tmp_path / "none") in result.stderr
+    assert not (tmp_path / "results").exists()
+

@@ -1,13 +1,8 @@
 """End to end through a real local Ray instance: the CLI, Tune, Optuna, Parquet."""
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-
 import pytest
 
+from fixtures import run_sweep_cli as sweep
 from prune_ray.results import read_epochs, read_results
 
 pytestmark = pytest.mark.ray
@@ -21,21 +16,6 @@ baseline: {train: {epochs: 3}}
 finetune: {epochs: 2, lr: 0.01}
 measure: {latency_repeats: 3}
 """
-
-
-@pytest.fixture(scope="module")
-def ray_env():
-    # Ray's socket paths must stay short (AF_UNIX limit), so its temp dir is not pytest's tmp_path.
-    short = tempfile.mkdtemp(prefix="prt", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": short, "HOME": short, "PYTHONUNBUFFERED": "1"}
-    yield env
-    shutil.rmtree(short, ignore_errors=True)
-
-
-def sweep(env, cwd, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,10 @@
 """Dataset registry and a device-resident batch loader.
 
 A dataset is loaded once into tensors (normalised, NCHW float32) that live on the trial's device;
-batches are slices of a seeded permutation, so the training loop runs no per-sample Python.
+batches are slices of a seeded permutation and augmentation runs on whole batches on that device,
+so the training loop runs no per-sample Python. The validation split is a fixed, seeded, stratified
+part of the training files (used for every choice); the test split is the dataset's own test files,
+only ever reported.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ class Dataset:
     train_y: torch.Tensor  # (N,) int64
     val_x: torch.Tensor
     val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
     num_classes: int
+    augment: bool = False  # random crop (4-pixel zero padding) + horizontal flip while training
 
     @property
     def in_channels(self) -> int:
@@ -49,6 +55,8 @@ class Dataset:
             train_y=self.train_y.to(device),
             val_x=self.val_x.to(device),
             val_y=self.val_y.to(device),
+            test_x=self.test_x.to(device),
+            test_y=self.test_y.to(device),
         )
 
 
@@ -83,13 +91,33 @@ def stratified_split(
     return torch.sort(torch.cat(train_parts)).values, torch.sort(torch.cat(val_parts)).values
 
 
+def crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Random crop after zero padding and random horizontal flip of a whole batch, on its device."""
+    n, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(images.device)
+    rows = (offsets[0][:, None] + torch.arange(height, device=images.device))[:, None, :, None]
+    cols = (offsets[1][:, None] + torch.arange(width, device=images.device))[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    cropped = padded[batch, channel, rows, cols]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)[:, None, None, None]
+    return torch.where(flip, cropped.flip(3), cropped)
+
+
 class BatchLoader:
     """Batches as slices of a seeded permutation of tensors already on the device."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        augment: bool = False,
     ):
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.x, self.y, self.batch_size, self.shuffle, self.augment = x, y, batch_size, shuffle, augment
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def __len__(self) -> int:
@@ -103,7 +131,42 @@ class BatchLoader:
             order = torch.arange(n, device=self.x.device)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            inputs = self.x[idx]
+            yield (crop_flip(inputs, self.generator) if self.augment else inputs), self.y[idx]
 
 
-from . import digits  # noqa: E402,F401  (registers the built-in datasets)
+def split_and_normalise(
+    name: str,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    options: DataOptions,
+    mean: list[float],
+    std: list[float],
+    augment: bool,
+) -> Dataset:
+    """Float images in [0, 1] (N, C, H, W) -> a Dataset with the seeded validation split and the
+    dataset's standard per-channel normalisation."""
+    train_idx, val_idx = stratified_split(train_labels, options.val_fraction, options.split_seed)
+    mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    train_images = (train_images - mean_t) / std_t
+    return Dataset(
+        name=name,
+        train_x=train_images[train_idx],
+        train_y=train_labels[train_idx],
+        val_x=train_images[val_idx],
+        val_y=train_labels[val_idx],
+        test_x=(test_images - mean_t) / std_t,
+        test_y=test_labels,
+        num_classes=int(max(train_labels.max(), test_labels.max())) + 1,
+        augment=augment,
+    )
+
+
+class DatasetFilesMissingError(FileNotFoundError):
+    """Dataset files are absent and downloading is off; the message says where to put which files."""
+
+
+from . import digits, torchvision_sets  # noqa: E402,F401  (registers the built-in datasets)

@@ -40,4 +40,4 @@ def classifier_layer(model: nn.Module) -> nn.Module:
     return (linears or convs)[-1]
 
 
-from . import small  # noqa: E402,F401  (registers the built-in models)
+from . import cifar_other, resnet, small, vgg  # noqa: E402,F401  (registers the built-in models)

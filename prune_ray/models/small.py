@@ -1,4 +1,4 @@
-"""Small CNNs for tiny inputs (digits 8x8); fast enough for CI on two CPU cores."""
+"""Small networks: the digits CNN (CI-sized) and LeNet-5 (LeCun et al. 1998) for MNIST-sized input."""
 
 from __future__ import annotations
 
@@ -32,3 +32,30 @@ def digits_cnn(*, num_classes: int, in_channels: int, image_size: int) -> nn.Mod
         ("fc2", nn.Linear(128, num_classes)),
     ]
     return nn.Sequential(OrderedDict(layers))
+
+
+@register_model
+def lenet5(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """LeNet-5 as used on MNIST: conv 6@5x5 (padded to keep 28x28), pool, conv 16@5x5, pool,
+    fc 400-120-84-classes; 61,706 parameters for MNIST. Smaller inputs (8x8 digits) pad the second
+    conv and are pooled to 5x5, so the fc layers keep their published sizes."""
+    conv2_padding = 0 if image_size >= 28 else 2
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(in_channels, 6, 5, padding=2)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(2)),
+                ("conv2", nn.Conv2d(6, 16, 5, padding=conv2_padding)),
+                ("relu2", nn.ReLU()),
+                ("pool2", nn.MaxPool2d(2, ceil_mode=True)),
+                ("resize", nn.AdaptiveAvgPool2d(5)),  # identity for 28x28 input
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(16 * 5 * 5, 120)),
+                ("relu3", nn.ReLU()),
+                ("fc2", nn.Linear(120, 84)),
+                ("relu4", nn.ReLU()),
+                ("fc3", nn.Linear(84, num_classes)),
+            ]
+        )
+    )

@@ -1,0 +1,73 @@
+"""Small dataset files in the real on-disk formats (no downloads here)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+
+import numpy as np
+
+
+def write_idx_images(path: str, images: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        handle.write(struct.pack(">IIII", 2051, len(images), images.shape[1], images.shape[2]))
+        handle.write(images.astype(np.uint8).tobytes())
+
+
+def write_idx_labels(path: str, labels: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        handle.write(struct.pack(">II", 2049, len(labels)))
+        handle.write(labels.astype(np.uint8).tobytes())
+
+
+def make_mnist(root: str, folder: str = "MNIST", train: int = 200, test: int = 50, seed: int = 0) -> None:
+    """MNIST-format idx files (uncompressed, as torchvision keeps them in <root>/<folder>/raw)."""
+    rng = np.random.default_rng(seed)
+    raw = os.path.join(root, folder, "raw")
+    os.makedirs(raw, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = np.arange(count) % 10
+        images = rng.integers(0, 256, (count, 28, 28))
+        images[:, :4, :4] = labels[:, None, None] * 25  # a learnable pattern
+        write_idx_images(os.path.join(raw, f"{prefix}-images-idx3-ubyte"), images)
+        write_idx_labels(os.path.join(raw, f"{prefix}-labels-idx1-ubyte"), labels)
+
+
+def _cifar_batch(count: int, classes: int, label_key: str, rng) -> dict:
+    labels = (np.arange(count) % classes).tolist()
+    data = rng.integers(0, 256, (count, 3 * 32 * 32), dtype=np.uint8)
+    data[:, :32] = np.asarray(labels, dtype=np.uint8)[:, None] * (255 // classes)  # learnable top row
+    return {"batch_label": "fixture", label_key: labels, "data": data, "filenames": [f"{i}.png" for i in range(count)]}
+
+
+def make_cifar10(root: str, per_batch: int = 40, test: int = 50, seed: int = 0) -> None:
+    """cifar-10-batches-py: five training batches, a test batch and batches.meta (pickle protocol 2)."""
+    rng = np.random.default_rng(seed)
+    directory = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(directory, exist_ok=True)
+    files = {f"data_batch_{i}": _cifar_batch(per_batch, 10, "labels", rng) for i in range(1, 6)}
+    files["test_batch"] = _cifar_batch(test, 10, "labels", rng)
+    files["batches.meta"] = {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": per_batch}
+    for name, content in files.items():
+        with open(os.path.join(directory, name), "wb") as handle:
+            pickle.dump(content, handle, protocol=2)
+
+
+def make_cifar100(root: str, train: int = 500, test: int = 100, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    directory = os.path.join(root, "cifar-100-python")
+    os.makedirs(directory, exist_ok=True)
+    for name, count in (("train", train), ("test", test)):
+        with open(os.path.join(directory, name), "wb") as handle:
+            pickle.dump(_cifar_batch(count, 100, "fine_labels", rng), handle, protocol=2)
+
+
+def run_sweep_cli(env: dict, cwd, *args: str):
+    """`python -m prune_ray.sweep ARGS` in `cwd`, as a user runs it."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=900
+    )
