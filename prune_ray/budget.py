@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .measure import resource
-from .prune import Layer, PruningMethod
+from .prune import Calibration, Layer, PruningMethod
 
 ResourceFn = Callable[[Mapping[str, int]], float]  # units removed per layer -> absolute resource
 
@@ -42,11 +42,13 @@ def measured_resource_fn(
 ) -> ResourceFn:
     """Resource of `model` pruned by `method` with the given counts, measured on a pruned copy."""
     cache: dict[tuple[tuple[str, int], ...], float] = {}
+    prune = method.shape_prune or method.prune  # same shapes and counts, no gradients or decompositions
+    calibration = Calibration(example_inputs)
 
     def resource_of(removed: Mapping[str, int]) -> float:
         key = tuple(sorted(removed.items()))
         if key not in cache:
-            pruned = method.prune(copy.deepcopy(model), removed, example_inputs)
+            pruned = prune(copy.deepcopy(model), removed, calibration)
             cache[key] = resource(pruned, example_inputs, metric)
         return cache[key]
 

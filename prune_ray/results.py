@@ -1,4 +1,4 @@
-"""Parquet results, schema v2: one file per trial, written atomically; a reader for whole sweeps.
+"""Parquet results, schema v3: one file per trial, written atomically; a reader for whole sweeps.
 
 Layout: <storage>/<sweep>/trials/<trial_id>.parquet and <storage>/<sweep>/epochs/<trial_id>.parquet.
 A retried trial overwrites its own file, so a sweep never holds duplicate rows.
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from .storage import Storage, open_storage
 
-SCHEMA_VERSION = 2  # v2 (issue 3) added test_top1, test_top5, baseline_test_top1
+SCHEMA_VERSION = 3  # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage
 STATUSES = ("ok", "failed")
 
 TRIAL_SCHEMA = pa.schema(
@@ -37,6 +37,10 @@ TRIAL_SCHEMA = pa.schema(
         ("sampler", pa.string()),
         ("budget_metric", pa.string()),
         ("budget", pa.float64()),
+        ("ratio", pa.float64()),
+        ("iterative", pa.string()),
+        ("prune_steps", pa.int64()),
+        ("stage", pa.string()),
         ("layer_names", pa.list_(pa.string())),
         ("layer_ratios", pa.list_(pa.float64())),
         ("conv_threshold", pa.float64()),

@@ -26,9 +26,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line
 
 @dataclass(frozen=True)
 class Group:
-    budget: float
+    """An operating point: trials of one group are compared with each other, never across."""
+
+    budget: float | None  # fraction of the resource kept; None for fixed ratios
     method: str
     seed: int
+    ratio: float | dict[str, float] | None = None  # fixed schedule: the ratio(s) to prune at
+    prune_steps: int = 1
 
 
 def shape_key(index: int) -> str:

@@ -18,11 +18,12 @@ import yaml
 
 from .data import DataOptions, list_datasets
 from .models import list_models
+from .iterative import ITERATIVE
 from .prune import get_method, list_methods
 from .train import LR_SCHEDULES, TrainRecipe
 
 BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
-SCHEDULES = ("uniform", "searched")
+SCHEDULES = ("searched", "uniform", "fixed")
 SAMPLERS = ("tpe", "random")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -68,6 +69,11 @@ class SweepSpec:
     budgets: tuple[float, ...] = (0.5,)  # fraction of the baseline's resource kept, in (0, 1]
     budget_metric: str = "auto"
     schedule: str = "searched"
+    # schedule "fixed": operating points given as ratios instead of budgets, each one float (every
+    # layer) or a mapping of layer names (or "conv"/"fc" for conv_fc) to ratios
+    fixed_ratios: tuple[float | dict[str, float], ...] = ()
+    iterative: str = "oneshot"  # oneshot, cycles (prune/retrain, Han et al.) or agp (Zhu & Gupta)
+    prune_steps: tuple[int, ...] = (1,)  # pruning steps of cycles/agp; each value is its own group
     search: SearchOptions = SearchOptions()
     baseline: BaselineOptions = BaselineOptions()
     finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
@@ -103,10 +109,13 @@ def _convert(value: object, tp: object, where: str) -> object:
             except SpecError:
                 continue
         raise SpecError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{where}: expected a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(tp)
+        return {_convert(k, key_type, f"{where} key"): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         items = value if isinstance(value, list) else [value]  # a scalar is a one-item list
-        if not items:
-            raise SpecError(f"{where}: expected a non-empty {_type_name(tp)}, got []")
         return tuple(_convert(item, typing.get_args(tp)[0], f"{where}[{i}]") for i, item in enumerate(items))
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, where)
@@ -131,20 +140,39 @@ def from_mapping(cls: type, data: object, where: str = "spec") -> object:
     return cls(**{key: _convert(value, hints[key], f"{where}.{key}") for key, value in data.items()})
 
 
-def load_spec(path: str) -> SweepSpec:
+def spec_from_yaml(text: str, where: str) -> SweepSpec:
     try:
-        with open(path) as handle:
-            data = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path} does not exist") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecError(f"spec file {path} is not valid YAML{at}: {problem}") from None
-    spec = from_mapping(SweepSpec, {} if data is None else data, where=path)
+        raise SpecError(f"spec file {where} is not valid YAML{at}: {problem}") from None
+    spec = from_mapping(SweepSpec, {} if data is None else data, where=where)
     validate(spec)
     return spec
+
+
+def load_spec(path: str) -> SweepSpec:
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist") from None
+    return spec_from_yaml(text, where=path)
+
+
+def spec_to_yaml(spec: SweepSpec) -> str:
+    """YAML that load_spec reads back to an equal spec (tuples become lists)."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, (tuple, list)):
+            return [plain(item) for item in value]
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        return value
+
+    return yaml.safe_dump(plain(dataclasses.asdict(spec)), sort_keys=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +215,9 @@ def validate(spec: SweepSpec) -> None:
         raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
     _choice(spec.model, list_models(), "model")
     _choice(spec.dataset, list_datasets(), "dataset")
+    for field_name in ("methods", "budgets", "prune_steps"):
+        if not getattr(spec, field_name):
+            raise SpecError(f"{field_name}: must list at least one value, got []")
     for i, method in enumerate(spec.methods):
         _choice(method, list_methods(), f"methods[{i}]")
     if len(set(spec.methods)) != len(spec.methods):
@@ -202,6 +233,31 @@ def validate(spec: SweepSpec) -> None:
                 "dense MACs; use 'params' or 'auto'"
             )
     _choice(spec.schedule, SCHEDULES, "schedule")
+    if spec.schedule == "fixed" and not spec.fixed_ratios:
+        raise SpecError("fixed_ratios: schedule 'fixed' needs at least one ratio (e.g. fixed_ratios: [0.5])")
+    if spec.schedule != "fixed" and spec.fixed_ratios:
+        raise SpecError(f"fixed_ratios: only used by schedule 'fixed', not {spec.schedule!r}")
+    for i, entry in enumerate(spec.fixed_ratios):
+        for ratio in entry.values() if isinstance(entry, dict) else [entry]:
+            for method in spec.methods:
+                if not 0 <= ratio <= get_method(method).max_ratio:
+                    raise SpecError(
+                        f"fixed_ratios[{i}]: ratio {ratio!r} is outside [0, {get_method(method).max_ratio}] for {method!r}"
+                    )
+    _choice(spec.iterative, ITERATIVE, "iterative")
+    for steps in spec.prune_steps:
+        if steps < 1:
+            raise SpecError(f"prune_steps: {steps!r} must be >= 1")
+    if spec.iterative == "oneshot" and spec.prune_steps != (1,):
+        raise SpecError(f"prune_steps: {list(spec.prune_steps)} needs iterative 'cycles' or 'agp' ('oneshot' is 1 step)")
+    for method in spec.methods:
+        granularity = get_method(method).granularity
+        if spec.iterative == "agp" and granularity != "unstructured":
+            raise SpecError(f"iterative 'agp' prunes masks during training; {method!r} is {granularity}: use 'cycles'")
+        if spec.iterative == "cycles" and granularity == "lowrank":
+            raise SpecError(f"iterative 'cycles' cannot re-factorise the low-rank layers of {method!r}: use 'oneshot'")
+    if spec.iterative == "agp" and max(spec.prune_steps) > spec.finetune.epochs:
+        raise SpecError(f"prune_steps: agp prunes once per epoch, so {max(spec.prune_steps)} steps need as many finetune.epochs")
     _choice(spec.search.sampler, SAMPLERS, "search.sampler")
     _positive(spec.search.num_samples, "search.num_samples")
     _positive(spec.search.max_concurrent, "search.max_concurrent")
@@ -220,16 +276,28 @@ def validate(spec: SweepSpec) -> None:
         raise SpecError("storage: must be a path or URI, got ''")
 
 
+def _ends(values: tuple) -> tuple:
+    return values if len(values) <= 2 else (values[0], values[-1])
+
+
 def smoke_twin(spec: SweepSpec) -> SweepSpec:
-    """The spec shrunk to a CPU-minute: bundled digits data, 1 epoch, 1 trial per group, fast timing.
-    Model, methods, budgets, schedule and search stay, so the smoke run exercises the same code."""
+    """The spec shrunk to a CPU-minute: bundled digits data, 1 epoch, 1 trial per group, only the
+    first and last budget, fixed ratio and step count, one core per trial, fast timing. Model,
+    methods, schedule, iterative mode and search stay, so the smoke run exercises the same code."""
+    prune_steps = _ends(spec.prune_steps)
+    # recipes without fine-tuning stay without; agp prunes once per epoch, so it needs one per step
+    finetune_epochs = 0 if spec.finetune.epochs == 0 else max(prune_steps) if spec.iterative == "agp" else 1
     return dataclasses.replace(
         spec,
         name=f"{spec.name}-smoke",
         dataset="digits",
         data=DataOptions(),
+        budgets=_ends(spec.budgets),
+        fixed_ratios=_ends(spec.fixed_ratios),
+        prune_steps=prune_steps,
+        resources=Resources(cpu=1.0, gpu=spec.resources.gpu),
         baseline=dataclasses.replace(spec.baseline, train=dataclasses.replace(spec.baseline.train, epochs=1, warmup_epochs=0), checkpoint=None),
-        finetune=dataclasses.replace(spec.finetune, epochs=1, warmup_epochs=0),
+        finetune=dataclasses.replace(spec.finetune, epochs=finetune_epochs, warmup_epochs=0),
         search=dataclasses.replace(spec.search, num_samples=1),
         measure=MeasureOptions(latency_batch_size=8, latency_repeats=3),
     )

@@ -24,10 +24,10 @@ class Storage:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
+        return "/".join([self.root.rstrip("/"), *_checked(parts)])
 
     def uri_of(self, *parts: str) -> str:
-        return "/".join([self.uri.rstrip("/"), *parts])
+        return "/".join([self.uri.rstrip("/"), *_checked(parts)])
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
@@ -43,6 +43,14 @@ class Storage:
         with self.fs.open_output_stream(tmp) as out:
             out.write(data)
         self.fs.move(tmp, path)
+
+
+def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Path parts are single names: nothing is ever written outside the storage root."""
+    for part in parts:
+        if "/" in part or "\\" in part or part in ("..", "."):
+            raise ValueError(f"path part {part!r} would leave the storage root; names may not contain '/' or be '..'")
+    return parts
 
 
 def open_storage(location: str) -> Storage:

@@ -12,13 +12,16 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
-from .spec import SpecError, SweepSpec, load_spec, smoke_twin, validate, with_overrides
+from .spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, spec_to_yaml, validate, with_overrides
 from .data import DatasetFilesMissingError, load_dataset
 from .storage import open_storage
 
 EXIT_BAD_INPUT = 2
 EXIT_ALL_FAILED = 3
+SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
+LOCAL_NODE_ADDRESS = "127.0.0.2"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", metavar="ADDR", help="Ray cluster to join ('auto' on a cluster node); default: start Ray locally"
     )
     parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the interrupted sweep --name NAME in --storage: finished trials are kept, unfinished "
+        "ones rerun, the Optuna studies continue (the spec saved at its start is used)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true",
         help="run the spec's smoke twin: same model, methods and budgets on the bundled digits data, "
         "1 training epoch, 1 trial per group (checks a recipe end to end on a CPU in about a minute)",
@@ -70,6 +78,24 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
     )
 
 
+def resumed_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
+    """The spec a sweep saved when it started: --resume continues exactly that sweep."""
+    changed = [flag for flag, value in (("SPEC", args.spec), ("--budget", args.budget), ("--num-samples", args.num_samples),
+                                        ("--max-concurrent", args.max_concurrent), ("--smoke", args.smoke)) if value]
+    if not args.name:
+        raise SpecError("--resume needs --name NAME: the sweep directory to continue")
+    if not NAME_PATTERN.match(args.name):
+        raise SpecError(f"--name {args.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
+    if changed:
+        raise SpecError(f"--resume continues the saved spec; drop {', '.join(changed)}")
+    storage = open_storage(args.storage or SweepSpec().storage)
+    saved = storage.path(args.name, SAVED_SPEC)
+    if not storage.exists(saved):
+        raise SpecError(f"nothing to resume: no sweep {args.name!r} in {storage.uri} ({SAVED_SPEC} missing)")
+    spec = spec_from_yaml(storage.read_bytes(saved).decode(), where=storage.uri_of(args.name, SAVED_SPEC))
+    return dataclasses.replace(spec, storage=storage.uri), args.name
+
+
 def git_sha() -> str | None:
     try:
         out = subprocess.run(
@@ -84,25 +110,34 @@ def git_sha() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        spec = resolve_spec(args)
-        sweep = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        spec = with_overrides(spec, name=args.name) if args.name else spec
-        storage = open_storage(spec.storage)
-        spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
-        if storage.exists(storage.path(sweep, "trials")):
-            raise SpecError(f"sweep {sweep!r} already has results in {storage.uri_of(sweep)}; choose another --name")
+        if args.resume:
+            spec, sweep = resumed_spec(args)
+        else:
+            spec = resolve_spec(args)
+            sweep = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+            spec = with_overrides(spec, name=args.name) if args.name else spec
+            storage = open_storage(spec.storage)
+            spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
+            if storage.exists(storage.path(sweep)):
+                raise SpecError(
+                    f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
+                )
         spaces = search_spaces(spec)
     except (SpecError, DatasetFilesMissingError) as error:
         print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return run_sweep(spec, sweep, spaces, address=args.address)
+    try:
+        return run_sweep(spec, sweep, spaces, address=args.address, resume=args.resume)
+    except StorageNotSharedError as error:
+        print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def search_spaces(spec: SweepSpec) -> dict[str, dict]:
     """Per method, one shape weight per prunable layer of the spec's model on the spec's data.
     Building the model here also rejects a model that cannot take the dataset, before Ray starts."""
     from .baseline import build_model
-    from .prune import get_method
+    from .prune import UnsupportedModelError, get_method, ratios_to_counts
     from .search import shape_space
     from .trial import baseline_config
 
@@ -111,45 +146,99 @@ def search_spaces(spec: SweepSpec) -> dict[str, dict]:
         probe = build_model(baseline_config(spec, spec.seed), data)
         example = data.example_inputs(1)
         layers = {method: get_method(method).layers(probe, example) for method in spec.methods}
+    except UnsupportedModelError as error:
+        raise SpecError(str(error)) from None
     except (ValueError, RuntimeError) as error:
         raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
+    for index, entry in enumerate(spec.fixed_ratios):
+        for method, found in layers.items():
+            try:
+                ratios_to_counts(entry, found, get_method(method).max_ratio)
+            except ValueError as error:
+                raise SpecError(f"fixed_ratios[{index}] for {method!r}: {error}") from None
     return {method: shape_space(len(found), spec.search.min_shape_weight) for method, found in layers.items()}
 
 
-def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict], *, address: str | None = None) -> int:
+class StorageNotSharedError(RuntimeError):
+    """A local storage path that some nodes of the cluster cannot see."""
+
+
+def check_storage_shared(storage) -> None:
+    """With several nodes, a local path must be one filesystem they all see (NFS); otherwise each
+    node would keep its own results and baselines. Checked for real: the driver writes a marker
+    file and a task pinned to every node looks for it."""
     import ray
-    from ray import tune
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .results import read_results
-    from .search import Group, GroupedSearcher
-    from .trial import TrialContext, baseline_config, obtain_baseline, tune_trial
+    nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+    if not storage.is_local or len(nodes) < 2:
+        return
+    marker = storage.path(f".node-check-{uuid.uuid4().hex}")
+    storage.write_bytes_atomic(marker, b"prune-ray")
 
-    storage = open_storage(spec.storage)
-    began = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
-    if address is None:
-        spec = fit_to_local_machine(spec, ray.cluster_resources())
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
 
-    # Train each distinct baseline once, before any trial, so trials only ever load it.
-    print(f"[prune-ray] baseline {baseline_config(spec, spec.seed).key}: preparing", flush=True)
+    try:
+        pinned = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)) for n in nodes]
+        blind = sum(not seen for seen in ray.get([task.remote(marker) for task in pinned]))
+    finally:
+        storage.fs.delete_file(marker)
+    if blind:
+        raise StorageNotSharedError(
+            f"storage {storage.uri} is a local path that {blind} of {len(nodes)} cluster nodes cannot see, so "
+            "results and baselines would scatter over their disks; pass --storage s3://BUCKET/PREFIX, "
+            "gs://BUCKET/PREFIX, or a shared filesystem path mounted on every node"
+        )
 
-    @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-    def prepare_baseline(seed: int) -> tuple[str, float, bool, float]:
-        from .trial import trial_device
 
+def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
+    """Train (or find) each distinct baseline once, as parallel Ray tasks, before any trial runs,
+    so trials never race to train the same one. Returns the seconds spent training per seed."""
+    import ray
+
+    from .trial import obtain_baseline, trial_device
+
+    @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
+    def prepare(seed: int) -> tuple[str, float, bool, float]:
         data = load_dataset(spec.dataset, spec.data).to(trial_device(spec))
         baseline = obtain_baseline(spec, data, seed)
         return baseline.key, baseline.top1, baseline.trained_now, baseline.train_seconds
 
-    key, top1, trained_now, train_seconds = ray.get(prepare_baseline.remote(spec.seed))
-    print(
-        f"[prune-ray] baseline {key}: {'trained in %.1f s' % train_seconds if trained_now else 'loaded from the store'},"
-        f" val top-1 {top1:.4f}",
-        flush=True,
-    )
+    seconds = {}
+    for seed, (key, top1, trained_now, train_seconds) in zip(seeds, ray.get([prepare.remote(s) for s in seeds])):
+        how = f"trained in {train_seconds:.1f} s" if trained_now else "loaded from the store"
+        print(f"[prune-ray] baseline {key}: {how}, val top-1 {top1:.4f}", flush=True)
+        seconds[seed] = train_seconds if trained_now else 0.0
+    return seconds
 
-    groups = [Group(budget, method, spec.seed) for budget in spec.budgets for method in spec.methods]
+
+def run_sweep(
+    spec: SweepSpec, sweep: str, spaces: dict[str, dict], *, address: str | None = None, resume: bool = False
+) -> int:
+    import ray
+    from ray import tune
+
+    from .results import read_results
+    from .search import GroupedSearcher
+    from .trial import TrialContext, tune_trial
+
+    storage = open_storage(spec.storage)
+    began = time.perf_counter()
+    if not ray.is_initialized():
+        # Locally, Ray's node address stays on loopback (Ray rewrites 127.0.0.1 itself to the
+        # external interface, 127.0.0.2 it keeps) and no dashboard is started.
+        local = {"_node_ip_address": LOCAL_NODE_ADDRESS} if address is None else {}
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True, **local)
+    if address is None:
+        spec = fit_to_local_machine(spec, ray.cluster_resources())
+    check_storage_shared(storage)
+    if not resume:
+        storage.write_bytes_atomic(storage.path(sweep, SAVED_SPEC), spec_to_yaml(spec).encode())
+
+    groups = operating_points(spec)
+    baseline_seconds = prepare_baselines(spec, sorted({group.seed for group in groups}))
     searcher = GroupedSearcher(
         groups,
         spec.search.num_samples,
@@ -157,27 +246,47 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict], *, address: 
         spec.search.sampler,
         spec.seed,
     )
-    context = TrialContext(spec, sweep, train_seconds if trained_now else 0.0, git_sha())
+    context = TrialContext(spec, sweep, baseline_seconds, git_sha())
     trainable = tune.with_resources(
         tune.with_parameters(tune_trial, context=context), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            num_samples=len(groups) * spec.search.num_samples,
-            max_concurrent_trials=spec.search.max_concurrent,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=storage.uri_of(sweep),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            verbose=1,
-        ),
-    )
+    tune_dir = storage.uri_of(sweep, "tune")
+    if resume and tune.Tuner.can_restore(tune_dir):
+        print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
+        tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True, restart_errored=True)
+    else:
+        if resume:
+            print(f"[prune-ray] {tune_dir} holds no Tune state yet: starting the sweep from the beginning", flush=True)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=len(groups) * spec.search.num_samples,
+                max_concurrent_trials=spec.search.max_concurrent,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=storage.uri_of(sweep),
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                verbose=1,
+            ),
+        )
     tuner.fit()
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)
+
+
+def operating_points(spec: SweepSpec) -> list:
+    """One group per (budget or fixed ratio) x method x prune_steps."""
+    from .search import Group
+
+    points = [(None, ratio) for ratio in spec.fixed_ratios] if spec.schedule == "fixed" else [(b, None) for b in spec.budgets]
+    return [
+        Group(budget, method, spec.seed, ratio, steps)
+        for budget, ratio in points
+        for method in spec.methods
+        for steps in spec.prune_steps
+    ]
 
 
 def fit_to_local_machine(spec: SweepSpec, available: dict[str, float]) -> SweepSpec:
@@ -201,13 +310,15 @@ def summarize(frame, trials_uri: str, seconds: float) -> int:
     print(f"\n[prune-ray] {len(frame)} trials ({len(ok)} ok, {len(failed)} failed) in {seconds:.1f} s")
     print(f"[prune-ray] results: {trials_uri}")
     if len(ok):
-        best = ok.sort_values("top1", ascending=False).groupby(["budget", "method"], sort=True).head(1)
-        columns = ["budget", "method", "budget_metric", "top1", "top1_pruned", "baseline_top1",
+        point = ["budget", "ratio", "method", "prune_steps"]
+        best = ok.sort_values("top1", ascending=False).groupby(point, sort=True, dropna=False).head(1)
+        columns = [*point, "budget_metric", "top1", "top1_pruned", "baseline_top1",
                    "params_keep", "macs_keep", "speedup_measured", "trial_id"]
+        columns = [c for c in columns if best[c].notna().any()]  # hide budget or ratio when unused
         print("[prune-ray] best row per budget and method:")
-        print(best.sort_values(["budget", "method"])[columns].to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+        print(best.sort_values(point)[columns].to_string(index=False, float_format=lambda value: f"{value:.4f}"))
     for _, row in failed.iterrows():
-        print(f"[prune-ray] failed {row['trial_id']} ({row['method']}, budget {row['budget']}): "
+        print(f"[prune-ray] failed {row['trial_id']} ({row['method']}, budget {row['budget']}, ratio {row['ratio']}): "
               f"{str(row['error']).splitlines()[0]}")
     if len(ok) == 0:
         print("[prune-ray] error: every trial failed", file=sys.stderr)

@@ -33,6 +33,7 @@ class TrainRecipe:
     step_gamma: float = 0.1  # "step": learning-rate factor at each milestone
     warmup_epochs: int = 0  # linear warm-up from 0 to lr over this many epochs
     label_smoothing: float = 0.0  # cross-entropy label smoothing, 0 = none
+    bn_l1: float = 0.0  # L1 penalty on BatchNorm scales (network slimming; Liu et al. 2017 use 1e-4)
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,14 @@ def train(
     *,
     seed: int,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    before_epoch: Callable[[int], None] | None = None,
+    first_epoch: int = 1,
 ) -> list[EpochStats]:
     """Train `model` in place on data.train_*, validating after each epoch; returns the history.
+
+    `before_epoch(epoch)` runs at the start of each epoch (gradual pruning hooks in there; it may
+    only change masks, not replace parameters). Epochs are numbered from `first_epoch`, so
+    successive calls (prune/retrain cycles) report one continuous count.
 
     Raises DivergedError on a NaN/inf loss, so callers can record a failed run instead of crashing.
     """
@@ -109,8 +116,11 @@ def train(
         optimizer, lambda step: lr_factor(recipe, step, total_steps, warmup_steps)
     )
 
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
     history = []
-    for epoch in range(1, recipe.epochs + 1):
+    for epoch in range(first_epoch, first_epoch + recipe.epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         began = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=data.train_x.device)
@@ -121,6 +131,9 @@ def train(
                 loss = F.cross_entropy(model(inputs), targets, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.bn_l1 > 0:  # subgradient of bn_l1 * sum|gamma|: drives unneeded channels to 0
+                for bn in batchnorms:
+                    bn.weight.grad.add_(torch.sign(bn.weight.detach()), alpha=recipe.bn_l1)
             optimizer.step()
             scheduler.step()
             loss_sum += loss.detach()

@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import math
 import socket
 import time
 import traceback
@@ -23,23 +22,25 @@ from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
 from .budget import measured_resource_fn, project
 from .data import Dataset, load_dataset
+from .iterative import prune_and_finetune
 from .measure import Measurement, measure, resource
-from .prune import get_method
-from .prune.unstructured import make_masks_permanent
+from .prune import Calibration, get_method, ratios_to_counts
+from .prune.unstructured import magnitude_thresholds, make_masks_permanent
 from .results import write_epochs, write_trial
 from .search import shape_key
 from .spec import SweepSpec, resolved_metric
 from .storage import open_storage
-from .train import evaluate, train
+from .train import evaluate
 
 Reporter = Callable[[dict[str, Any]], None]
+CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
 
 
 @dataclass(frozen=True)
 class TrialContext:
     spec: SweepSpec
     sweep: str  # directory name of the sweep under the storage root
-    baseline_train_seconds: float  # spent training the baseline in this sweep; 0 when it was loaded
+    baseline_seconds: dict[int, float]  # per seed: spent training the baseline in this sweep (0: loaded)
     git_sha: str | None
 
 
@@ -96,6 +97,28 @@ def _derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
     }
 
 
+def plan_removal(
+    model: torch.nn.Module, method, group: dict[str, Any], shape: dict[str, float], example, metric: str, base: Measurement
+) -> dict[str, int]:
+    """Units to remove per layer: the fixed ratios as given, or the shape projected onto the budget."""
+    layers = method.layers(model, example)
+    if group.get("ratio") is not None:
+        return ratios_to_counts(group["ratio"], layers, method.max_ratio)
+    weights = {layer.name: float(shape.get(shape_key(i), 1.0)) for i, layer in enumerate(layers)}
+    target = group["budget"] * (base.params if metric == "params" else base.macs)
+    resource_of = measured_resource_fn(model, method, example, metric)
+    return project(layers, weights, resource_of, target, max_ratio=method.max_ratio).removed
+
+
+def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers) -> tuple[list[str], list[float]]:
+    """Per-layer fraction removed: measured zeros for masks (global thresholds spread unevenly),
+    the plan's exact counts for channels and ranks."""
+    if method.granularity == "unstructured":
+        found = [(name, m) for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        return [n for n, _ in found], [1 - int(torch.count_nonzero(m.weight)) / m.weight.numel() for _, m in found]
+    return [layer.name for layer in layers], [removed[layer.name] / layer.units for layer in layers]
+
+
 def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, report: Reporter) -> dict[str, Any]:
     """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
     spec, group = context.spec, config["group"]
@@ -115,8 +138,11 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         "sampler": spec.search.sampler if spec.schedule == "searched" else None,
         "budget_metric": metric,
         "budget": group["budget"],
-        "finetune_epochs": spec.finetune.epochs,
-        "device": None,
+        "ratio": group["ratio"] if isinstance(group.get("ratio"), float) else None,
+        "iterative": spec.iterative,
+        "prune_steps": group.get("prune_steps", 1),
+        "stage": config.get("stage", "single"),
+        "finetune_epochs": spec.finetune.epochs * (group.get("prune_steps", 1) if spec.iterative == "cycles" else 1),
         "node": _node(),
         "torch_version": torch.__version__,
         "ray_version": _ray_version(),
@@ -126,6 +152,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
     storage = open_storage(spec.storage)
     epochs: list[dict[str, Any]] = []
     try:
+        torch.manual_seed(group["seed"])  # random methods and fine-tuning are reproducible per seed
         device = trial_device(spec)
         row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
         data = load_dataset(spec.dataset, spec.data).to(device)
@@ -133,7 +160,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         began = time.perf_counter()
         baseline = obtain_baseline(spec, data, group["seed"])
         model = baseline.model.to(device)
-        row["time_baseline_s"] = context.baseline_train_seconds + (time.perf_counter() - began)
+        row["time_baseline_s"] = context.baseline_seconds.get(group["seed"], 0.0) + (time.perf_counter() - began)
         example = data.example_inputs(1)
         timing_batch = data.val_x[: spec.measure.latency_batch_size]
         base = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
@@ -147,41 +174,41 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
 
         began = time.perf_counter()
         layers = method.layers(model, example)
-        shape = config.get("shape") or {}
-        weights = {layer.name: float(shape.get(shape_key(i), 1.0)) for i, layer in enumerate(layers)}
-        target = group["budget"] * (base.params if metric == "params" else base.macs)
-        projection = project(
-            layers, weights, measured_resource_fn(model, method, example, metric), target, max_ratio=method.max_ratio
-        )
-        model = method.prune(model, projection.removed, example)
+        removed = plan_removal(model, method, group, config.get("shape") or {}, example, metric, base)
         row["time_prune_s"] = time.perf_counter() - began
-        row["layer_names"] = [layer.name for layer in layers]
-        row["layer_ratios"] = [projection.ratios[layer.name] for layer in layers]
 
-        began = time.perf_counter()
-        row["top1_pruned"], row["top5_pruned"] = evaluate(model, data.val_x, data.val_y)
-        eval_seconds = time.perf_counter() - began
-        epochs.append({"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]})
+        def on_pruned(top1: float, top5: float) -> None:
+            row["top1_pruned"], row["top5_pruned"] = top1, top5
 
         def on_epoch(stats) -> None:
             epochs.append(dataclasses.asdict(stats))
             report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
 
         began = time.perf_counter()
-        train(model, data, spec.finetune, seed=group["seed"], on_epoch=on_epoch)
+        calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
+        outcome = prune_and_finetune(
+            model, method, removed, mode=spec.iterative, steps=row["prune_steps"], data=data,
+            recipe=spec.finetune, calibration=calibration, seed=group["seed"], on_epoch=on_epoch, on_pruned=on_pruned,
+        )
+        model = outcome.model
         row["time_finetune_s"] = time.perf_counter() - began
+        epochs.insert(0, {"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]})
 
         began = time.perf_counter()
+        if method.records_thresholds:
+            row["conv_threshold"], row["fc_threshold"] = magnitude_thresholds(model)
         make_masks_permanent(model)
+        row["layer_names"], row["layer_ratios"] = layer_ratios(model, method, removed, layers)
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
         row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
         pruned = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
-        row["time_eval_s"] = eval_seconds + time.perf_counter() - began
+        row["time_eval_s"] = time.perf_counter() - began
         row.update(dataclasses.asdict(pruned), **_derived(base, pruned))
         row["status"] = "ok"
-        achieved = resource(model, example, metric) / (base.params if metric == "params" else base.macs)
-        if achieved > group["budget"] * (1 + 1e-9):
-            raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {group['budget']}")
+        if group["budget"] is not None:
+            achieved = resource(model, example, metric) / (base.params if metric == "params" else base.macs)
+            if achieved > group["budget"] * (1 + 1e-9):
+                raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {group['budget']}")
     except Exception as error:  # a failed trial is a row, never a crashed sweep
         row["status"] = "failed"
         row["error"] = f"{type(error).__name__}: {error}"

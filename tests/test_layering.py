@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
-RAY_FREE = ["spec", "data", "models", "train", "prune", "measure", "budget", "baseline", "results", "storage"]
+RAY_FREE = [
+    "spec", "data", "models", "train", "prune", "measure", "budget", "baseline", "results", "storage",
+    "iterative", "analyze", "frontier",
+]
 
 
 def test_core_modules_import_neither_ray_nor_optuna():

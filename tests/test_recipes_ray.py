@@ -1,4 +1,8 @@
-"""The CIFAR recipes: a resnet20/cifar10 sweep on fixture files, and each recipe's smoke twin."""
+"""The recipes: a resnet20/cifar10 sweep on fixture files, and every recipe's smoke twin.
+
+The smoke twins run in this process on one local Ray instance (started once for the module), the
+way `python -m prune_ray.sweep RECIPE --smoke` runs them, minus a Ray start per recipe.
+"""
 
 import glob
 import os
@@ -6,17 +10,21 @@ import os
 import pytest
 
 from fixtures import make_cifar10, run_sweep_cli
+from prune_ray import analyze, sweep
 from prune_ray.results import read_results
-from prune_ray.spec import load_spec
+from prune_ray.spec import load_spec, smoke_twin
 
 pytestmark = pytest.mark.ray
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = sorted(glob.glob(os.path.join(ROOT, "sweeps", "cifar10_*.yaml")))
+RECIPES = sorted(glob.glob(os.path.join(ROOT, "sweeps", "*.yaml")))
 
 
-def test_recipes_exist_for_the_literature_baselines():
-    names = {load_spec(path).model for path in RECIPES}
-    assert {"resnet20", "resnet56", "vgg16_bn"} <= names
+def test_recipes_exist_for_the_literature_and_the_source_documents():
+    specs = [load_spec(path) for path in RECIPES]
+    assert {"resnet20", "resnet56", "vgg16_bn"} <= {s.model for s in specs if s.dataset == "cifar10"}
+    assert {"ratio-grid-vgg16_bn", "ratio-grid-resnet20", "ratio-grid-resnet56", "han-iterative-alexnet",
+            "fpgm-resnet56", "conv-fc-lenet5-mnist", "conv-fc-alexnet-cifar10", "global-vgg11-noretrain",
+            "global-vgg11-retrain", "global-densenet-noretrain", "global-densenet-retrain"} <= {s.name for s in specs}
 
 
 def test_resnet20_on_cifar10_files_runs_end_to_end(tmp_path, ray_env):
@@ -46,11 +54,35 @@ resources: {{cpu: 1, gpu: 0.5}}
     assert 0 <= row["test_top1"] <= 1 and 0 <= row["baseline_test_top1"] <= 1
 
 
+@pytest.fixture(scope="module")
+def local_ray(ray_env):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_env["RAY_TMPDIR"], configure_logging=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=os.path.basename)
-def test_recipe_smoke_twin_runs(tmp_path, ray_env, recipe):
-    result = run_sweep_cli(ray_env, tmp_path, recipe, "--smoke", "--budget", "0.5", "--storage", "results", "--name", "s")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    frame = read_results(str(tmp_path / "results"), "s")
-    spec = load_spec(recipe)
-    assert len(frame) == len(spec.methods) and (frame["status"] == "ok").all(), frame["error"].tolist()
-    assert set(frame["model"]) == {spec.model} and set(frame["dataset"]) == {"digits"}
+def test_recipe_smoke_twin_runs(tmp_path, local_ray, recipe):
+    code = sweep.main([recipe, "--smoke", "--storage", str(tmp_path), "--name", "s"])
+    assert code == 0
+    frame = read_results(str(tmp_path), "s")
+    twin = smoke_twin(load_spec(recipe))
+    points = len(twin.fixed_ratios) if twin.schedule == "fixed" else len(twin.budgets)
+    assert len(frame) == points * len(twin.methods) * len(twin.prune_steps)
+    assert (frame["status"] == "ok").all(), frame["error"].tolist()
+    assert set(frame["model"]) == {twin.model} and set(frame["dataset"]) == {"digits"}
+    if twin.schedule == "fixed":
+        assert frame["budget"].isna().all()
+    if twin.finetune.epochs == 0:
+        assert (frame["top1"] == frame["top1_pruned"]).all()  # no retraining: nothing changed
+    if any(m in ("magnitude", "magnitude_global", "conv_fc") for m in twin.methods):
+        assert frame["conv_threshold"].notna().any() or frame["fc_threshold"].notna().any()
+    # the analysis command reads the real sweep's Parquet: every table, both formats, and the plot
+    for table in ("frontier", "methods", "ratio-grid"):
+        for fmt in ("markdown", "csv"):
+            assert analyze.main([str(tmp_path), "--sweep", "s", "--table", table, "--format", fmt]) == 0
+    assert analyze.main([str(tmp_path), "--sweep", "s", "--plot", str(tmp_path / "frontier.png")]) == 0
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
+

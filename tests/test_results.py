@@ -67,3 +67,13 @@ def test_reading_all_sweeps_and_an_empty_root(tmp_path):
 def test_relative_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert open_storage("results").uri == str(tmp_path / "results")
+
+
+def test_no_path_part_can_leave_the_storage_root(tmp_path):
+    storage = open_storage(str(tmp_path))
+    for bad in ("..", "a/b", "../x", "."):
+        with pytest.raises(ValueError, match="would leave the storage root"):
+            storage.path("sweep", bad)
+    with pytest.raises(ValueError, match="would leave the storage root"):
+        write_trial(storage, row("../../escape"))
+    assert list(tmp_path.iterdir()) == []

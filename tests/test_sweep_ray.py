@@ -73,7 +73,7 @@ def test_second_sweep_loads_the_stored_baseline(first_sweep, ray_env):
     assert set(after["baseline_top1"]) == set(before["baseline_top1"])
     # the same sweep name again is refused rather than mixed into the old results
     again = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "second")
-    assert again.returncode == 2 and "already has results" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr
 
 
 def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, ray_env):

@@ -24,7 +24,7 @@ def trial_config(method: str, budget: float, shape=None):
 def test_trial_writes_a_row_that_meets_its_budget(tmp_path, method, budget):
     spec = small_spec(tmp_path)
     reports = []
-    row = run_trial(trial_config(method, budget, {"w000": 0.2, "w001": 1.0}), TrialContext(spec, "s", 0.0, None),
+    row = run_trial(trial_config(method, budget, {"w000": 0.2, "w001": 1.0}), TrialContext(spec, "s", {}, None),
                     "t1", reports.append)
     assert row["status"] == "ok", row.get("error")
     assert [r["epoch"] for r in reports] == [1, 2]
@@ -41,7 +41,7 @@ def test_trial_writes_a_row_that_meets_its_budget(tmp_path, method, budget):
 
 def test_a_diverging_trial_is_a_failed_row_not_a_crash(tmp_path):
     spec = small_spec(tmp_path, finetune=TrainRecipe(epochs=2, lr=1e12, momentum=0.0))
-    row = run_trial(trial_config("l1_filter", 0.5), TrialContext(spec, "s", 0.0, None), "t1", lambda _: None)
+    row = run_trial(trial_config("l1_filter", 0.5), TrialContext(spec, "s", {}, None), "t1", lambda _: None)
     assert row["status"] == "failed"
     assert "diverged" in row["error"]
     frame = read_results(str(tmp_path), "s")
@@ -51,5 +51,5 @@ def test_a_diverging_trial_is_a_failed_row_not_a_crash(tmp_path):
 
 def test_unreachable_budget_is_a_failed_row(tmp_path):
     spec = small_spec(tmp_path)
-    row = run_trial(trial_config("l1_filter", 0.0001), TrialContext(spec, "s", 0.0, None), "t1", lambda _: None)
+    row = run_trial(trial_config("l1_filter", 0.0001), TrialContext(spec, "s", {}, None), "t1", lambda _: None)
     assert row["status"] == "failed" and "budget unreachable" in row["error"]

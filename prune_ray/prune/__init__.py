@@ -2,7 +2,8 @@
 
 A method is registered with the layers it can prune and a function that removes a given number of
 units per layer: weights for unstructured methods (masks), output channels for structured ones
-(physically removed). Ratios are fractions of units removed; `apply_pruning` turns them into counts.
+(physically removed), percent of a layer's parameters for low-rank ones (factorised). Ratios are
+fractions of units removed; `apply_pruning` turns them into counts.
 """
 
 from __future__ import annotations
@@ -15,19 +16,32 @@ import torch.nn as nn
 
 from ..registry import Registry
 
-GRANULARITIES = ("unstructured", "structured")
+GRANULARITIES = ("unstructured", "structured", "lowrank")
+
+
+class UnsupportedModelError(ValueError):
+    """The method cannot prune this model; the message says why."""
 
 
 @dataclass(frozen=True)
 class Layer:
-    name: str  # module name in model.named_modules()
-    units: int  # prunable units: weights (unstructured) or output channels (structured)
+    name: str  # module name in model.named_modules(), or a pseudo-layer ("global", "conv", "fc")
+    units: int  # prunable units: weights, output channels, or percent of the layer's parameters
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a method may look at besides the weights: an example batch (traced by torch-pruning)
+    and, for gradient-based importance, its labels."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor | None = None
 
 
 # (model, example_inputs) -> the layers the method prunes, in module order
 LayersFn = Callable[[nn.Module, torch.Tensor], list[Layer]]
-# (model, units removed per layer name, example_inputs) -> pruned model (may be a new module)
-PruneFn = Callable[[nn.Module, Mapping[str, int], torch.Tensor], nn.Module]
+# (model, units removed per layer name, calibration) -> pruned model (may be a new module)
+PruneFn = Callable[[nn.Module, Mapping[str, int], Calibration], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -35,27 +49,43 @@ class PruningMethod:
     name: str
     granularity: str  # one of GRANULARITIES
     paper: str  # where the method comes from
+    ratio_meaning: str  # what "ratio 0.5" removes, for the README and errors
     layers: LayersFn
     prune: PruneFn
     max_ratio: float  # largest per-layer fraction of units it may remove (keeps layers alive)
+    # A fast stand-in giving the same shapes and nonzero counts (no gradients, no decomposition),
+    # used to measure the resource of candidate plans while searching; None: use `prune`.
+    shape_prune: PruneFn | None = None
+    records_thresholds: bool = False  # report the largest pruned magnitude of conv and fc layers
 
     @property
     def default_metric(self) -> str:
-        """Structured pruning saves compute; masks only save (sparse) storage."""
-        return "macs" if self.granularity == "structured" else "params"
+        """Structured and low-rank pruning save compute; masks only save (sparse) storage."""
+        return "params" if self.granularity == "unstructured" else "macs"
 
 
 _METHODS: Registry[PruningMethod] = Registry("pruning method")
 
 
 def register_method(
-    name: str, *, granularity: str, paper: str, layers: LayersFn, max_ratio: float
+    name: str,
+    *,
+    granularity: str,
+    paper: str,
+    ratio_meaning: str,
+    layers: LayersFn,
+    max_ratio: float,
+    shape_prune: PruneFn | None = None,
+    records_thresholds: bool = False,
 ) -> Callable[[PruneFn], PruneFn]:
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity {granularity!r}; allowed: {', '.join(GRANULARITIES)}")
 
     def decorate(fn: PruneFn) -> PruneFn:
-        _METHODS.add(name, PruningMethod(name, granularity, paper, layers, fn, max_ratio))
+        _METHODS.add(
+            name,
+            PruningMethod(name, granularity, paper, ratio_meaning, layers, fn, max_ratio, shape_prune, records_thresholds),
+        )
         return fn
 
     return decorate
@@ -93,11 +123,14 @@ def apply_pruning(
     method: str,
     ratios: float | Mapping[str, float],
     example_inputs: torch.Tensor,
+    targets: torch.Tensor | None = None,
 ) -> nn.Module:
-    """Prune `model` with `method`; `ratios` is one fraction for every layer or one per layer name."""
+    """Prune `model` with `method`; `ratios` is one fraction for every layer or one per layer name.
+    `targets` (labels of `example_inputs`) are needed by gradient-based methods (taylor)."""
     spec = get_method(method)
     layers = spec.layers(model, example_inputs)
-    return spec.prune(model, ratios_to_counts(ratios, layers, spec.max_ratio), example_inputs)
+    counts = ratios_to_counts(ratios, layers, spec.max_ratio)
+    return spec.prune(model, counts, Calibration(example_inputs, targets))
 
 
-from . import structured, unstructured  # noqa: E402,F401  (registers the built-in methods)
+from . import lowrank_methods, structured, unstructured  # noqa: E402,F401  (registers the built-in methods)

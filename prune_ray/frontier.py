@@ -1,0 +1,150 @@
+"""Operating points and accuracy-vs-resource frontiers of pruning results: pure pandas, no I/O.
+
+Vocabulary:
+- a *run* is one search (or one fixed-ratio trial) for one seed in one sweep. A search tries many
+  per-layer schedules; its result is the trial it would pick: the best validation top-1.
+- an *operating point* is one setting (model, dataset, method, budget or ratio, schedule, ...)
+  aggregated over its runs: mean and std over seeds.
+- the *frontier* of a method is its non-dominated operating points: none other keeps at most as
+  much of the resource with at least the same mean top-1 (and is strictly better in one).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+# What makes two trials the same operating point. budget and ratio are both keys: a budgeted row has
+# ratio null and a fixed-ratio row has budget null, so together they mean "budget, else ratio".
+POINT_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps")
+RUN_KEYS = ("sweep", "seed")
+FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only comparable within one metric
+
+REQUIRED_COLUMNS = ("model", "dataset", "method", "status", "top1")
+STRING_COLUMNS = ("sweep", "status", "model", "dataset", "method", "granularity", "schedule", "budget_metric", "iterative", "stage")
+NUMBER_COLUMNS = (
+    "seed", "budget", "ratio", "prune_steps", "top1", "test_top1", "top1_pruned", "baseline_top1",
+    "params_keep", "macs_keep", "conv_threshold", "fc_threshold",
+)
+
+
+def usable_rows(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
+    """The rows that count, with plain dtypes and every optional column present (null when absent).
+
+    Only status "ok" rows with a top-1 count. Rows with stage "screen" are the short first-stage
+    fine-tunes of a two-stage search: their accuracy is not comparable with full fine-tunes, so they
+    are left out unless include_screen. Adds `keep`, the kept fraction of the budgeted resource.
+    """
+    missing = [name for name in REQUIRED_COLUMNS if name not in results]
+    if missing:
+        raise ValueError(f"results lack column {missing[0]!r}; needed: {', '.join(REQUIRED_COLUMNS)}")
+    rows = pd.DataFrame(index=results.index)
+    for name in STRING_COLUMNS:
+        # object dtype with None for missing: Arrow's pd.NA would make comparisons return NA, not False
+        column = results[name].astype(object) if name in results else pd.Series(None, index=results.index, dtype=object)
+        rows[name] = column.where(column.notna(), None)
+    for name in NUMBER_COLUMNS:
+        rows[name] = results[name].astype("float64") if name in results else np.nan
+    counted = rows["status"].eq("ok") & rows["top1"].notna()
+    if not include_screen:
+        counted &= ~rows["stage"].eq("screen")
+    rows = rows[counted].reset_index(drop=True)
+    rows["keep"] = resource_keep(rows)
+    return rows
+
+
+def resource_keep(rows: pd.DataFrame) -> pd.Series:
+    """Kept fraction of the resource each row was budgeted on: macs_keep for MAC budgets, params_keep
+    otherwise. Rows without a metric (fixed ratios) follow the "auto" rule: structured -> MACs."""
+    on_macs = rows["budget_metric"].eq("macs") | (rows["budget_metric"].isna() & rows["granularity"].eq("structured"))
+    return rows["macs_keep"].where(on_macs, rows["params_keep"])
+
+
+def best_trial_per_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (operating point, sweep, seed): the highest top-1, the smaller keep on a tie.
+
+    Averaging every trial of a search would mix its poor proposals into the result; the search
+    reports its best trial, so that is what a seed contributes.
+    """
+    ordered = rows.sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
+    return ordered.drop_duplicates(subset=[*POINT_KEYS, *RUN_KEYS], keep="first")
+
+
+def operating_points(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
+    """Aggregate over seeds: one row per operating point (POINT_KEYS), sorted by model, dataset,
+    method and keep. Columns: the keys, then means (keep, params_keep, macs_keep, top1_mean,
+    test_top1_mean, top1_pruned, baseline_top1, conv_threshold, fc_threshold), the stds top1_std and
+    test_top1_std (sample std over runs; NaN for one run), n (runs, i.e. seeds) and trials (all
+    trials tried for the point). Accuracies stay fractions in [0, 1]."""
+    rows = usable_rows(results, include_screen)
+    keys = list(POINT_KEYS)
+    rows["trials"] = rows.groupby(keys, dropna=False)["top1"].transform("size")
+    runs = best_trial_per_run(rows)
+    points = runs.groupby(keys, dropna=False, sort=False).agg(
+        keep=("keep", "mean"),
+        params_keep=("params_keep", "mean"),
+        macs_keep=("macs_keep", "mean"),
+        top1_mean=("top1", "mean"),
+        top1_std=("top1", "std"),
+        test_top1_mean=("test_top1", "mean"),
+        test_top1_std=("test_top1", "std"),
+        top1_pruned=("top1_pruned", "mean"),
+        baseline_top1=("baseline_top1", "mean"),
+        conv_threshold=("conv_threshold", "mean"),
+        fc_threshold=("fc_threshold", "mean"),
+        n=("top1", "size"),
+        trials=("trials", "first"),
+    )
+    points = points.reset_index()
+    return points.sort_values(["model", "dataset", "method", "keep"], kind="stable").reset_index(drop=True)
+
+
+def baselines(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
+    """Baseline top-1 per (model, dataset): mean and std over the distinct (sweep, seed) baselines."""
+    rows = usable_rows(results, include_screen).dropna(subset=["baseline_top1"])
+    distinct = rows.drop_duplicates(subset=["model", "dataset", *RUN_KEYS])
+    table = distinct.groupby(["model", "dataset"], sort=True).agg(
+        top1_mean=("baseline_top1", "mean"), top1_std=("baseline_top1", "std"), n=("baseline_top1", "size")
+    )
+    return table.reset_index()
+
+
+def non_dominated(keep: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Boolean mask: True where no other point has keep <= and accuracy >=, one of them strictly."""
+    keep, accuracy = np.asarray(keep, dtype=float), np.asarray(accuracy, dtype=float)
+    # [i, j] compares candidate dominator j with point i
+    no_more = keep[None, :] <= keep[:, None]
+    no_worse = accuracy[None, :] >= accuracy[:, None]
+    strictly = (keep[None, :] < keep[:, None]) | (accuracy[None, :] > accuracy[:, None])
+    return ~(no_more & no_worse & strictly).any(axis=1)
+
+
+def pareto_front(
+    points: pd.DataFrame,
+    keep_column: str = "keep",
+    accuracy_column: str = "top1_mean",
+    by: Sequence[str] = FRONTIER_KEYS,
+) -> pd.DataFrame:
+    """The non-dominated points of each group `by`, sorted by group and then by keep_column.
+    Points with a null keep or accuracy cannot be placed and are left out."""
+    placed = points.dropna(subset=[keep_column, accuracy_column])
+    fronts = [
+        group[non_dominated(group[keep_column].to_numpy(), group[accuracy_column].to_numpy())]
+        for _, group in placed.groupby(list(by), dropna=False, sort=False)
+    ]
+    if not fronts:
+        return placed.iloc[0:0]
+    front = pd.concat(fronts)
+    return front.sort_values([*by, keep_column], kind="stable").reset_index(drop=True)
+
+
+def literature_points(literature: pd.DataFrame, model: str, dataset: str) -> pd.DataFrame:
+    """Published points for one model and dataset, with params_keep and macs_keep (fractions of the
+    paper's own baseline) derived from the removed fractions; macs_keep falls back on 1 / speedup
+    when a paper reports only the speedup. Unknown values stay NaN."""
+    match = literature[(literature["model"] == model) & (literature["dataset"] == dataset)].copy()
+    match["params_keep"] = 1 - match["params_removed"]
+    match["macs_keep"] = (1 - match["macs_removed"]).fillna(1 / match["speedup"])
+    return match.reset_index(drop=True)

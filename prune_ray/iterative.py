@@ -1,0 +1,94 @@
+"""When pruning happens relative to fine-tuning: once, in prune/retrain cycles, or gradually.
+
+- oneshot: prune to the final counts, then fine-tune.
+- cycles (Han et al. 2015): n steps of equal size to the final counts, each followed by a full
+  fine-tuning run (finetune.epochs each, so n x epochs in all).
+- agp (Zhu & Gupta 2017): during one fine-tuning run, prune at the start of each of the first n
+  epochs, following s_k = s_final * (1 - (1 - k/n)^3); masks only (parameters are not replaced
+  mid-training), so unstructured methods only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch.nn as nn
+
+from .data import Dataset
+from .prune import Calibration, PruningMethod
+from .train import EpochStats, TrainRecipe, evaluate, train
+
+ITERATIVE = ("oneshot", "cycles", "agp")
+
+
+def cumulative_counts(final: Mapping[str, int], steps: int, mode: str) -> list[dict[str, int]]:
+    """Units removed per layer after each of `steps` pruning steps; the last equals `final`."""
+    if mode == "agp":
+        fraction = [1 - (1 - k / steps) ** 3 for k in range(1, steps + 1)]
+    else:
+        fraction = [k / steps for k in range(1, steps + 1)]
+    return [{name: math.floor(count * f + 1e-9) for name, count in final.items()} for f in fraction]
+
+
+def increments(final: Mapping[str, int], steps: int, mode: str) -> list[dict[str, int]]:
+    """What each step removes on top of the earlier steps (methods prune relative to the current
+    model: masks combine with the existing ones, removed channels are already gone)."""
+    previous = dict.fromkeys(final, 0)
+    out = []
+    for counts in cumulative_counts(final, steps, mode):
+        out.append({name: counts[name] - previous[name] for name in final})
+        previous = counts
+    return out
+
+
+@dataclass
+class Outcome:
+    model: nn.Module
+    top1_pruned: float  # validation accuracy right after the last pruning step, before retraining
+    top5_pruned: float
+    history: list[EpochStats] = field(default_factory=list)
+
+
+def prune_and_finetune(
+    model: nn.Module,
+    method: PruningMethod,
+    final: Mapping[str, int],
+    *,
+    mode: str,
+    steps: int,
+    data: Dataset,
+    recipe: TrainRecipe,
+    calibration: Calibration,
+    seed: int,
+    on_epoch: Callable[[EpochStats], None],
+    on_pruned: Callable[[float, float], None] = lambda top1, top5: None,
+) -> Outcome:
+    """`on_pruned(top1, top5)` hears the accuracy after each pruning step at once, so a run that
+    later diverges still reports it."""
+    if mode == "oneshot" and steps != 1:
+        raise ValueError(f"iterative 'oneshot' prunes in 1 step, got prune_steps {steps}")
+    deltas = increments(final, steps, mode)
+    if mode == "agp":
+        state = {"top": (math.nan, math.nan)}
+
+        def before_epoch(epoch: int) -> None:
+            if epoch <= steps:
+                method.prune(model, deltas[epoch - 1], calibration)
+                if epoch == steps:
+                    state["top"] = evaluate(model, data.val_x, data.val_y)
+                    on_pruned(*state["top"])
+
+        if recipe.epochs < steps:
+            raise ValueError(f"agp needs at least prune_steps={steps} fine-tuning epochs, got {recipe.epochs}")
+        history = train(model, data, recipe, seed=seed, on_epoch=on_epoch, before_epoch=before_epoch)
+        return Outcome(model, *state["top"], history)
+
+    history: list[EpochStats] = []
+    for index, delta in enumerate(deltas):
+        model = method.prune(model, delta, calibration)
+        top1, top5 = evaluate(model, data.val_x, data.val_y)
+        on_pruned(top1, top5)
+        history += train(model, data, recipe, seed=seed + index, on_epoch=on_epoch, first_epoch=len(history) + 1)
+    return Outcome(model, top1, top5, history)

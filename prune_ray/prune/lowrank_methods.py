@@ -1,0 +1,97 @@
+"""Low-rank methods `cp` and `tucker`: each eligible conv is replaced by its factorisation.
+
+A layer's units are percent of its parameters: removing k units asks for a decomposition keeping
+at most (100 - k)% of them (rank chosen by `*_rank_for_ratio`). A layer whose ask is beyond what
+rank 1 reaches gets rank 1; an ask so small that no rank saves parameters keeps the original conv.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+import torch.nn as nn
+
+from . import Calibration, Layer, register_method
+from .lowrank import cp_conv, cp_max_ratio, cp_rank_for_ratio, tucker2_conv, tucker2_max_ratio, tucker2_ranks_for_ratio
+
+PERCENT = 100
+MAX_RATIO = 0.95
+# CP-ALS passes per layer: ALS cost grows with rank x channels (minutes for all of ResNet-34 at
+# 100 passes on a CPU), and the fit it reaches in 25 is refined by fine-tuning anyway (Lebedev et al.).
+CP_ITERATIONS = 25
+
+
+def factorisable_convs(model: nn.Module, example_inputs: torch.Tensor | None = None) -> list[Layer]:
+    """Ordinary (groups=1) convs with a spatial kernel: 1x1 and depthwise convs have nothing to factor."""
+    return [
+        Layer(name, PERCENT)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size != (1, 1)
+    ]
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _factorise(
+    model: nn.Module,
+    removed: Mapping[str, int],
+    max_ratio_of: Callable[[nn.Conv2d], float],
+    build: Callable[[nn.Conv2d, float], nn.Module],
+) -> nn.Module:
+    modules = dict(model.named_modules())
+    for name, count in removed.items():
+        if count <= 0:
+            continue
+        conv = modules[name]
+        reachable = max_ratio_of(conv)
+        if reachable <= 0:
+            continue  # no rank saves parameters on this layer (e.g. a 3-channel stem)
+        _replace(model, name, build(conv, min(count / PERCENT, reachable)).to(conv.weight.device))
+    return model
+
+
+def _tucker(init: str):
+    def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+        return _factorise(
+            model, removed, tucker2_max_ratio, lambda conv, ratio: tucker2_conv(conv, *tucker2_ranks_for_ratio(conv, ratio), init=init)
+        )
+
+    return prune
+
+
+def _cp(init: str):
+    def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+        return _factorise(model, removed, cp_max_ratio, lambda conv, ratio: cp_conv(conv, cp_rank_for_ratio(conv, ratio), init=init, n_iter=CP_ITERATIONS))
+
+    return prune
+
+
+@register_method(
+    "tucker",
+    granularity="lowrank",
+    paper="Kim et al. 2016, Tucker-2 decomposition of conv kernels",
+    ratio_meaning="fraction of each kxk conv's parameters removed by a Tucker-2 factorisation (rank chosen to fit)",
+    layers=factorisable_convs,
+    max_ratio=MAX_RATIO,
+    shape_prune=_tucker("random"),
+)
+def tucker(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+    return _tucker("decompose")(model, removed, calibration)
+
+
+@register_method(
+    "cp",
+    granularity="lowrank",
+    paper="Lebedev et al. 2015, CP-decomposition of conv kernels",
+    ratio_meaning="fraction of each kxk conv's parameters removed by a CP factorisation (rank chosen to fit)",
+    layers=factorisable_convs,
+    max_ratio=MAX_RATIO,
+    shape_prune=_cp("random"),
+)
+def cp(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+    return _cp("decompose")(model, removed, calibration)

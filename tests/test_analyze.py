@@ -1,0 +1,345 @@
+"""prune_ray.analyze and prune_ray.frontier on constructed results whose answers are known by construction."""
+
+import datetime
+import io
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from prune_ray.analyze import load_literature, main, plot_frontiers, render
+from prune_ray.frontier import literature_points, non_dominated, operating_points, pareto_front
+from prune_ray.results import TRIAL_SCHEMA, write_trial
+from prune_ray.storage import open_storage
+
+DEFAULTS = {
+    "sweep": "s1", "seed": 0, "status": "ok", "model": "resnet56", "dataset": "cifar10", "method": "magnitude",
+    "granularity": "unstructured", "schedule": "searched", "budget_metric": "params", "budget": 0.5, "top1": 0.9,
+    "top1_pruned": 0.8, "baseline_top1": 0.93, "params_keep": 0.5, "macs_keep": 1.0,
+}
+
+
+def frame(*changes: dict) -> pd.DataFrame:
+    return pd.DataFrame([{**DEFAULTS, **change} for change in changes])
+
+
+def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
+    """What read_results returns: Arrow dtypes, with pd.NA rather than NaN/None."""
+    return pa.Table.from_pandas(df, preserve_index=False).to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def the_point(points: pd.DataFrame, **keys) -> pd.Series:
+    match = points
+    for name, value in keys.items():
+        match = match[match[name] == value]
+    assert len(match) == 1, match
+    return match.iloc[0]
+
+
+# ---------------------------------------------------------------- operating points
+
+
+def test_each_seed_contributes_its_best_trial_and_seeds_are_averaged():
+    results = arrow_backed(frame(
+        {"seed": 0, "top1": 0.80, "params_keep": 0.50},
+        {"seed": 0, "top1": 0.90, "params_keep": 0.49},  # seed 0's search picks this one
+        {"seed": 1, "top1": 0.70, "params_keep": 0.50},
+        {"seed": 1, "top1": 0.94, "params_keep": 0.48},  # and this one for seed 1
+        {"seed": 2, "top1": 0.92, "params_keep": 0.50},
+        {"seed": 2, "top1": 0.99, "status": "failed"},  # failed rows never count
+        {"seed": 0, "top1": 0.60, "budget": 0.3, "params_keep": 0.3},
+    ))
+    points = operating_points(results)
+    assert list(points["budget"]) == [0.3, 0.5]  # sorted by keep
+    half = the_point(points, budget=0.5)
+    assert half["n"] == 3 and half["trials"] == 5
+    assert half["top1_mean"] == pytest.approx(0.92)
+    assert half["top1_std"] == pytest.approx(0.02)  # sample std of 0.90, 0.94, 0.92
+    assert half["keep"] == pytest.approx((0.49 + 0.48 + 0.50) / 3)
+    assert math.isnan(the_point(points, budget=0.3)["top1_std"])  # one seed: no spread to report
+
+
+def test_keep_is_the_budgeted_resource():
+    points = operating_points(frame(
+        {"method": "l1_filter", "granularity": "structured", "budget_metric": "macs", "params_keep": 0.7, "macs_keep": 0.5},
+        {"method": "magnitude", "budget_metric": "params", "params_keep": 0.4, "macs_keep": 1.0},
+        # no metric recorded (fixed ratio): structured rows are measured on MACs, as budget_metric: auto does
+        {"method": "fpgm", "granularity": "structured", "budget_metric": None, "budget": None, "params_keep": 0.6, "macs_keep": 0.45},
+    ))
+    assert the_point(points, method="l1_filter")["keep"] == 0.5
+    assert the_point(points, method="magnitude")["keep"] == 0.4
+    assert the_point(points, method="fpgm")["keep"] == 0.45
+
+
+def test_screen_rows_are_left_out_unless_asked_for():
+    results = arrow_backed(frame(
+        {"top1": 0.90, "stage": "final"},
+        {"top1": 0.99, "stage": "screen", "finetune_epochs": 1},
+        {"top1": 0.85, "stage": "final", "seed": 1},
+    ))
+    assert the_point(operating_points(results), budget=0.5)["top1_mean"] == pytest.approx(0.875)
+    with_screen = the_point(operating_points(results, include_screen=True), budget=0.5)
+    assert with_screen["top1_mean"] == pytest.approx((0.99 + 0.85) / 2) and with_screen["trials"] == 3
+
+
+def test_fixed_ratios_and_iterative_variants_are_separate_points():
+    fixed = {"budget": None, "budget_metric": None, "schedule": "fixed"}
+    results = arrow_backed(frame(
+        {**fixed, "ratio": 0.3, "iterative": "oneshot", "prune_steps": 1, "params_keep": 0.7, "top1": 0.91},
+        {**fixed, "ratio": 0.5, "iterative": "oneshot", "prune_steps": 1, "params_keep": 0.5, "top1": 0.88},
+        {**fixed, "ratio": 0.5, "iterative": "agp", "prune_steps": 4, "params_keep": 0.5, "top1": 0.90},
+        {**fixed, "ratio": 0.5, "iterative": "agp", "prune_steps": 4, "params_keep": 0.5, "top1": 0.92, "seed": 1},
+    ))
+    points = operating_points(results)
+    assert len(points) == 3
+    agp = the_point(points, iterative="agp")
+    assert (agp["ratio"], agp["prune_steps"], agp["n"]) == (0.5, 4, 2)
+    assert agp["top1_mean"] == pytest.approx(0.91)
+
+
+# ---------------------------------------------------------------- frontier
+
+
+def test_non_dominated_points():
+    keep = [0.3, 0.5, 0.5, 0.7, 0.9, 0.9]
+    accuracy = [0.80, 0.90, 0.85, 0.88, 0.95, 0.95]
+    # (0.5, 0.85) loses to (0.5, 0.90); (0.7, 0.88) to (0.5, 0.90); equal points do not dominate each other
+    assert list(non_dominated(np.array(keep), np.array(accuracy))) == [True, True, False, False, True, True]
+
+
+def test_pareto_front_is_per_method_and_sorted_by_keep():
+    points = pd.DataFrame({
+        "model": "m", "dataset": "d", "budget_metric": "params",
+        "method": ["a", "a", "a", "a", "b"],
+        "keep": [0.7, 0.3, 0.5, 0.6, 0.2],
+        "top1_mean": [0.95, 0.80, 0.90, 0.85, 0.99],  # b's point would dominate all of a's, but fronts are per method
+    })
+    front = pareto_front(points)
+    assert list(zip(front["method"], front["keep"])) == [("a", 0.3), ("a", 0.5), ("a", 0.7), ("b", 0.2)]
+    # along another axis the same points give another front
+    points["macs_keep"] = [0.1, 0.9, 0.9, 0.9, 0.5]
+    assert list(pareto_front(points, keep_column="macs_keep", by=("method",))["keep"]) == [0.7, 0.2]
+
+
+# ---------------------------------------------------------------- tables
+
+# vgg16_bn on CIFAR-10 from reference/seeds/weight-prune-vgg-resnet-ratio-grid.md, as fixed-ratio rows
+SEED_GRID = [  # ratio, top1 without fine-tune, top1, conv threshold, fc threshold
+    (0.3, 0.9383, 0.9390, 1.44e-03, 6.76e-02),
+    (0.5, 0.9390, 0.9395, 3.19e-03, 9.41e-02),
+    (0.7, 0.8904, 0.9301, 6.53e-03, 1.26e-01),
+]
+
+
+def test_ratio_grid_reproduces_the_seed_layout():
+    results = frame(*(
+        {"model": "vgg16_bn", "budget": None, "budget_metric": None, "schedule": "uniform", "ratio": ratio,
+         "params_keep": 1 - ratio, "top1_pruned": pruned, "top1": tuned, "conv_threshold": conv, "fc_threshold": fc,
+         "baseline_top1": 0.9384}
+        for ratio, pruned, tuned, conv, fc in reversed(SEED_GRID)
+    ))
+    assert render(results, "ratio-grid", "markdown").splitlines() == [
+        "### vgg16_bn on cifar10: magnitude (uniform)",
+        "",
+        "| ratio | Baseline | 0.3 | 0.5 | 0.7 |",
+        "| :-: | :-: | :-: | :-: | :-: |",
+        "| top1 (without fine-tune) | 93.84 | 93.83 | 93.90 | 89.04 |",
+        "| top1 | 93.84 | 93.90 | 93.95 | 93.01 |",
+        "| conv threshold | 0 | 1.44e-03 | 3.19e-03 | 6.53e-03 |",
+        "| fc threshold | 0 | 6.76e-02 | 9.41e-02 | 1.26e-01 |",
+    ]
+    csv = pd.read_csv(io.StringIO(render(results, "ratio-grid", "csv")))
+    assert list(csv["ratio"]) == [0.0, 0.3, 0.5, 0.7] and list(csv["baseline"]) == [True, False, False, False]
+    assert list(csv["conv_threshold"]) == [0.0, 1.44e-03, 3.19e-03, 6.53e-03]
+
+
+def test_ratio_grid_without_a_ratio_column_uses_the_removed_fraction():
+    results = frame(
+        {"method": "l1_filter", "granularity": "structured", "budget_metric": "macs", "macs_keep": 0.25, "budget": 0.25, "top1": 0.88},
+        {"method": "l1_filter", "granularity": "structured", "budget_metric": "macs", "macs_keep": 0.5, "top1": 0.91},
+    )
+    lines = render(results, "ratio-grid", "markdown").splitlines()
+    assert lines[0] == "### resnet56 on cifar10: l1_filter (macs, searched)"
+    assert lines[2] == "| ratio | Baseline | 0.5 | 0.75 |"
+    assert lines[5] == "| top1 | 93.00 | 91.00 | 88.00 |"
+    assert len(lines) == 6  # a method without thresholds gets no threshold rows
+
+
+def test_methods_table_lists_baselines_and_frontier_points_only():
+    structured = {"method": "l1_filter", "granularity": "structured", "budget_metric": "macs"}
+    results = arrow_backed(frame(
+        {**structured, "seed": 0, "top1": 0.9310, "baseline_top1": 0.9304, "params_keep": 0.863, "macs_keep": 0.724},
+        {**structured, "seed": 1, "top1": 0.9290, "baseline_top1": 0.9300, "params_keep": 0.863, "macs_keep": 0.724},
+        # keeps more MACs and is less accurate: dominated, so not listed
+        {**structured, "seed": 0, "budget": 0.8, "top1": 0.92, "params_keep": 0.9, "macs_keep": 0.8},
+    ))
+    assert render(results, "methods", "markdown").splitlines() == [
+        "| Method | Network | Dataset | Acc | Sparsity | MACs removed | Notes |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| Baseline | resnet56 | cifar10 | 93.02 ± 0.03% | 0.00% | 0.00% | 2 seeds |",
+        "| l1_filter | resnet56 | cifar10 | 93.00 ± 0.14% | 13.70% | 27.60% | budget 0.5 macs, searched; 2 seeds |",
+    ]
+    csv = pd.read_csv(io.StringIO(render(results, "methods", "csv")))
+    assert list(csv["method"]) == ["Baseline", "l1_filter"]
+    assert csv["top1_pct"].tolist() == pytest.approx([93.02, 93.00])
+    assert csv["macs_removed_pct"].tolist() == pytest.approx([0.0, 27.6])
+
+
+# ---------------------------------------------------------------- CLI on real Parquet
+
+
+def write_rows(root, *changes):
+    storage = open_storage(str(root))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for number, change in enumerate(changes):
+        write_trial(storage, {**DEFAULTS, "trial_id": f"t{number}", "started_at": now, "finished_at": now, **change})
+
+
+def test_cli_prints_the_frontier_as_csv(tmp_path, capsys):
+    write_rows(
+        tmp_path,
+        {"budget": 0.5, "top1": 0.91, "test_top1": 0.90, "params_keep": 0.5},
+        {"budget": 0.5, "top1": 0.93, "test_top1": 0.92, "params_keep": 0.5, "seed": 1},
+        {"budget": 0.3, "top1": 0.95, "params_keep": 0.3},  # dominates the 0.5 point
+        {"budget": 0.2, "top1": 0.10, "status": "failed", "error": "ValueError: boom"},
+        {"sweep": "other", "budget": 0.1, "top1": 0.5, "params_keep": 0.1},
+    )
+    assert main([str(tmp_path), "--sweep", "s1", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(table["budget"]) == [0.3] and list(table["top1_pct"]) == [95.0] and list(table["compression"]) == pytest.approx([1 / 0.3], rel=1e-5)
+    # all sweeps; the frontier now has the other sweep's 0.1 point first
+    assert main([str(tmp_path), "--format", "csv"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["budget"]) == [0.1, 0.3]
+
+
+@pytest.mark.skipif("stage" not in TRIAL_SCHEMA.names, reason="schema v3 columns not in this checkout")
+def test_cli_on_schema_v3_parquet_skips_screen_rows_and_uses_ratios(tmp_path, capsys):
+    fixed = {"budget": None, "budget_metric": None, "schedule": "fixed", "iterative": "oneshot", "prune_steps": 1}
+    write_rows(
+        tmp_path,
+        {**fixed, "ratio": 0.3, "params_keep": 0.7, "top1": 0.92, "stage": "final"},
+        {**fixed, "ratio": 0.3, "params_keep": 0.7, "top1": 0.99, "stage": "screen"},
+        {**fixed, "ratio": 0.6, "params_keep": 0.4, "top1": 0.90, "stage": "single"},
+    )
+    assert main([str(tmp_path), "--table", "ratio-grid", "--format", "csv"]) == 0
+    grid = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(grid["ratio"]) == [0.0, 0.3, 0.6] and list(grid["top1_pct"]) == [93.0, 92.0, 90.0]
+    assert list(grid["iterative"]) == ["oneshot"] * 3 and list(grid["prune_steps"]) == [1] * 3
+
+
+def test_cli_accepts_a_sweep_directory_or_its_trials_directory(tmp_path, capsys):
+    write_rows(tmp_path, {"top1": 0.9}, {"sweep": "other", "top1": 0.5})
+    for location in (tmp_path / "s1", tmp_path / "s1" / "trials"):
+        assert main([str(location), "--format", "csv"]) == 0
+        assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["top1_pct"]) == [90.0]
+
+
+def test_cli_sweep_directory_and_a_different_sweep_name_conflict(tmp_path, capsys):
+    write_rows(tmp_path, {"top1": 0.9})
+    assert main([str(tmp_path / "s1"), "--sweep", "s2"]) == 2
+    assert "'s2' does not match" in capsys.readouterr().err
+    assert main([str(tmp_path / "s1"), "--sweep", "s1", "--format", "csv"]) == 0
+
+
+def test_cli_markdown_and_plot(tmp_path, capsys):
+    write_rows(tmp_path, {"top1": 0.9})
+    out = tmp_path / "frontier.png"
+    assert main([str(tmp_path), "--plot", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith("| model | dataset | method | metric | budget | schedule | kept |")
+    assert "| resnet56 | cifar10 | magnitude | params | 0.5 | searched | 0.5000 | 2.00 | 90.00 |" in printed.out
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(out) in printed.err
+
+
+@pytest.mark.parametrize(
+    "setup, args, expected",
+    [
+        (None, ["{root}/nope"], ["nope", "--storage"]),
+        ("ok", ["{root}", "--sweep", "s9"], ["'s9'", "available: s1"]),
+        (None, ["{root}"], ["no trials with status 'ok'", "0 rows read"]),
+        ("failed", ["{root}"], ["no trials with status 'ok'", "1 rows read"]),
+        ("ok", ["{root}", "--plot", "{root}/missing/out.png"], ["missing", "does not exist"]),
+        ("ok", ["{root}", "--plot", "{root}/out.jpgx"], ["'.jpgx'", ".png, .pdf, .svg"]),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, setup, args, expected):
+    if setup:
+        write_rows(tmp_path, {"status": setup, "top1": 0.9 if setup == "ok" else None})
+    assert main([arg.format(root=tmp_path) for arg in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(part in err for part in expected), err
+
+
+def test_cli_unknown_format_is_one_line_and_exit_code_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), "--format", "xml"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "'xml'" in err and "markdown" in err and "csv" in err
+
+
+def test_module_entry_point_runs_without_ray_optuna_or_torch(tmp_path):
+    check = (
+        "import sys; from prune_ray.analyze import main; rc = main(sys.argv[1:]); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'torch'})); sys.exit(rc)"
+    )
+    run = subprocess.run([sys.executable, "-c", check, str(tmp_path / "nope")], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout.strip() == "[]" and "nope" in run.stderr
+    helped = subprocess.run([sys.executable, "-m", "prune_ray.analyze", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--table {frontier,ratio-grid,methods}" in helped.stdout
+
+
+# ---------------------------------------------------------------- literature and plot
+
+
+def test_literature_points_match_model_and_dataset_and_derive_keeps():
+    literature = pd.DataFrame({
+        "model": ["resnet56", "resnet56", "resnet56", "vgg16"],
+        "dataset": ["cifar10", "cifar10", "cifar100", "cifar10"],
+        "method": ["a", "b", "c", "d"],
+        "pruned_top1": [93.0, 92.0, 70.0, 93.5],
+        "params_removed": [0.4, np.nan, 0.5, 0.6],
+        "macs_removed": [0.5, np.nan, 0.5, 0.3],
+        "speedup": [np.nan, 2.0, np.nan, np.nan],
+    })
+    points = literature_points(literature, "resnet56", "cifar10")
+    assert list(points["method"]) == ["a", "b"]
+    assert points["params_keep"].tolist() == pytest.approx([0.6, np.nan], nan_ok=True)
+    assert points["macs_keep"].tolist() == pytest.approx([0.5, 0.5])  # b: 1 / speedup
+
+
+def test_packaged_literature_is_the_reference_table():
+    literature = load_literature()
+    assert list(literature.columns) == [
+        "model", "dataset", "method", "granularity", "baseline_top1", "pruned_top1",
+        "params_removed", "macs_removed", "speedup", "source",
+    ]
+    assert len(literature_points(literature, "resnet56", "cifar10")) == 11
+    assert list(literature_points(literature, "vgg16_bn", "cifar10")["pruned_top1"]) == [93.90, 89.04, 48.60]
+
+
+def test_plot_draws_frontiers_bands_and_published_points(tmp_path):
+    structured = {"method": "l1_filter", "granularity": "structured", "budget_metric": "macs"}
+    results = frame(*(
+        {**structured, "seed": seed, "budget": keep, "macs_keep": keep, "params_keep": keep ** 1.5, "top1": 0.80 + 0.1 * keep + 0.01 * seed}
+        for seed in (0, 1) for keep in (0.3, 0.5, 0.7)
+    ), *(
+        {"seed": seed, "budget": keep, "params_keep": keep, "top1": 0.85 + 0.05 * keep + 0.01 * seed}
+        for seed in (0, 1) for keep in (0.2, 0.5)
+    ))
+    out = tmp_path / "plot.png"
+    figure = plot_frontiers(results, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    compression, macs = figure.axes[:2]
+    lines = {line.get_label(): line for line in macs.get_lines()}
+    assert list(lines["l1_filter"].get_xdata()) == pytest.approx([0.3, 0.5, 0.7])
+    assert list(lines["l1_filter"].get_ydata()) == pytest.approx([83.5, 85.5, 87.5])
+    assert list(lines["magnitude"].get_xdata()) == [1.0]  # masks keep every MAC: one best point
+    assert list({line.get_label(): line for line in compression.get_lines()}["magnitude"].get_xdata()) == pytest.approx([5.0, 2.0])
+    # two seeds per point: each method's frontier gets a band (fill_between) on the compression panel
+    assert sum(type(c).__name__.endswith("PolyCollection") for c in compression.collections) == 2
+    legend = [text.get_text() for text in macs.get_legend().get_texts()]
+    assert "hrank (Lin 2020) (paper)" in legend and "magnitude layerwise no fine-tune (paper)" in legend
