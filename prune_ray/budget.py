@@ -159,3 +159,43 @@ def give_back(
         achieved = resource_of(removed)
     return removed, achieved
 
+
+
+def project_threshold(
+    layers: list[Layer],
+    scores: Mapping[str, torch.Tensor],
+    resource_of: ResourceFn,
+    target: float,
+    *,
+    max_ratio: float,
+    tolerance: float = 0.01,
+) -> Projection:
+    """One threshold across layers: remove every unit scoring below t (at most max_ratio of a
+    layer), with the smallest t whose resource is <= target (bisection over the sorted scores),
+    then give single units back as `project` does."""
+    caps = {layer.name: math.floor(max_ratio * layer.units + 1e-9) for layer in layers}
+    ordered = {layer.name: torch.sort(scores[layer.name].flatten().float()).values for layer in layers}
+    merged = torch.sort(torch.cat(list(ordered.values()))).values
+
+    def plan_at(position: int) -> dict[str, int]:
+        if position >= len(merged):
+            return dict(caps)
+        threshold = merged[position]
+        return {name: min(caps[name], int(torch.searchsorted(values, threshold))) for name, values in ordered.items()}
+
+    if resource_of(plan_at(len(merged))) > target:
+        raise BudgetUnreachableError(
+            f"budget unreachable: removing {max_ratio:.0%} of every layer still leaves "
+            f"{resource_of(plan_at(len(merged))):.4g} > target {target:.4g}"
+        )
+    low, high = 0, len(merged)  # resource(plan_at(high)) <= target always holds
+    while high - low > 1:
+        middle = (low + high) // 2
+        if resource_of(plan_at(middle)) <= target:
+            high = middle
+        else:
+            low = middle
+    removed = plan_at(0) if resource_of(plan_at(0)) <= target else plan_at(high)
+    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
+    units = {layer.name: layer.units for layer in layers}
+    return Projection(removed, {n: c / units[n] for n, c in removed.items()}, achieved, target)

@@ -16,9 +16,15 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from .schedule import shape_key
+
 SAMPLER_FACTORIES: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    # CMA-ES needs a few random trials to start from; it falls back to random sampling meanwhile
+    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
 }
 METRIC, MODE = "top1", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per group is noise
@@ -35,10 +41,6 @@ class Group:
     prune_steps: int = 1
 
 
-def shape_key(index: int) -> str:
-    return f"w{index:03d}"
-
-
 def shape_space(num_layers: int, min_weight: float) -> dict[str, optuna.distributions.FloatDistribution]:
     """One shape weight per prunable layer: how hard to prune it relative to the others."""
     return {shape_key(i): optuna.distributions.FloatDistribution(min_weight, 1.0) for i in range(num_layers)}
@@ -51,7 +53,6 @@ class GroupedSearcher(Searcher):
         samples_per_group: int,
         spaces: Mapping[str, dict] | None,  # method -> Optuna space; None: fixed (uniform) shapes
         sampler: str,
-        seed: int,
     ):
         super().__init__(metric=METRIC, mode=MODE)
         self._groups = list(groups)
@@ -65,7 +66,8 @@ class GroupedSearcher(Searcher):
                     space=spaces[group.method],
                     metric=METRIC,
                     mode=MODE,
-                    sampler=SAMPLER_FACTORIES[sampler](seed + index),
+                    # one study per group, seeded by the group's replicate seed and position
+                    sampler=SAMPLER_FACTORIES[sampler](group.seed * 1000 + index),
                 )
                 for index, group in enumerate(self._groups)
             ]

@@ -19,12 +19,12 @@ import yaml
 from .data import DataOptions, list_datasets
 from .models import list_models
 from .iterative import ITERATIVE
+from .schedule import SCHEDULES
 from .prune import get_method, list_methods
 from .train import LR_SCHEDULES, TrainRecipe
 
 BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
-SCHEDULES = ("searched", "uniform", "fixed")
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -79,7 +79,9 @@ class SweepSpec:
     finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
     measure: MeasureOptions = MeasureOptions()
     resources: Resources = Resources()
-    seed: int = 0  # seeds the baseline, the search and fine-tuning
+    # replicates: every operating point runs once per seed (its own baseline, fine-tuning and
+    # Optuna study), so the analysis reports a mean and spread per point
+    seeds: tuple[int, ...] = (0,)
     storage: str = "./results"  # local path or URI (s3://, gs://) of the results root
     max_failures: int = 1  # retries of a trial whose worker or node died
 
@@ -215,13 +217,15 @@ def validate(spec: SweepSpec) -> None:
         raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
     _choice(spec.model, list_models(), "model")
     _choice(spec.dataset, list_datasets(), "dataset")
-    for field_name in ("methods", "budgets", "prune_steps"):
+    for field_name in ("methods", "budgets", "prune_steps", "seeds"):
         if not getattr(spec, field_name):
             raise SpecError(f"{field_name}: must list at least one value, got []")
     for i, method in enumerate(spec.methods):
         _choice(method, list_methods(), f"methods[{i}]")
     if len(set(spec.methods)) != len(spec.methods):
         raise SpecError(f"methods: {list(spec.methods)} lists a method twice")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise SpecError(f"seeds: {list(spec.seeds)} lists a seed twice")
     for budget in spec.budgets:
         if not 0 < budget <= 1:
             raise SpecError(f"budget {budget!r} is outside (0, 1]: it is the fraction of the resource kept")

@@ -16,6 +16,7 @@ import uuid
 
 from .spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, spec_to_yaml, validate, with_overrides
 from .data import DatasetFilesMissingError, load_dataset
+from .schedule import SEARCHED
 from .storage import open_storage
 
 EXIT_BAD_INPUT = 2
@@ -138,12 +139,13 @@ def search_spaces(spec: SweepSpec) -> dict[str, dict]:
     Building the model here also rejects a model that cannot take the dataset, before Ray starts."""
     from .baseline import build_model
     from .prune import UnsupportedModelError, get_method, ratios_to_counts
+    from .schedule import searched_dimensions, unit_scores
     from .search import shape_space
     from .trial import baseline_config
 
     data = load_dataset(spec.dataset, spec.data)
     try:
-        probe = build_model(baseline_config(spec, spec.seed), data)
+        probe = build_model(baseline_config(spec, spec.seeds[0]), data)
         example = data.example_inputs(1)
         layers = {method: get_method(method).layers(probe, example) for method in spec.methods}
     except UnsupportedModelError as error:
@@ -156,7 +158,16 @@ def search_spaces(spec: SweepSpec) -> dict[str, dict]:
                 ratios_to_counts(entry, found, get_method(method).max_ratio)
             except ValueError as error:
                 raise SpecError(f"fixed_ratios[{index}] for {method!r}: {error}") from None
-    return {method: shape_space(len(found), spec.search.min_shape_weight) for method, found in layers.items()}
+    if spec.schedule == "global":
+        for method, found in layers.items():
+            try:
+                unit_scores(probe, get_method(method), found)
+            except ValueError as error:
+                raise SpecError(str(error)) from None
+    return {
+        method: shape_space(searched_dimensions(spec.schedule, found), spec.search.min_shape_weight)
+        for method, found in layers.items()
+    }
 
 
 class StorageNotSharedError(RuntimeError):
@@ -242,9 +253,8 @@ def run_sweep(
     searcher = GroupedSearcher(
         groups,
         spec.search.num_samples,
-        spaces if spec.schedule == "searched" else None,
+        spaces if spec.schedule in SEARCHED else None,
         spec.search.sampler,
-        spec.seed,
     )
     context = TrialContext(spec, sweep, baseline_seconds, git_sha())
     trainable = tune.with_resources(
@@ -277,15 +287,16 @@ def run_sweep(
 
 
 def operating_points(spec: SweepSpec) -> list:
-    """One group per (budget or fixed ratio) x method x prune_steps."""
+    """One group per (budget or fixed ratio) x method x prune_steps x seed."""
     from .search import Group
 
     points = [(None, ratio) for ratio in spec.fixed_ratios] if spec.schedule == "fixed" else [(b, None) for b in spec.budgets]
     return [
-        Group(budget, method, spec.seed, ratio, steps)
+        Group(budget, method, seed, ratio, steps)
         for budget, ratio in points
         for method in spec.methods
         for steps in spec.prune_steps
+        for seed in spec.seeds
     ]
 
 

@@ -20,14 +20,13 @@ import torch
 
 from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
-from .budget import measured_resource_fn, project
 from .data import Dataset, load_dataset
 from .iterative import prune_and_finetune
 from .measure import Measurement, measure, resource
-from .prune import Calibration, get_method, ratios_to_counts
+from .prune import Calibration, get_method
 from .prune.unstructured import magnitude_thresholds, make_masks_permanent
 from .results import write_epochs, write_trial
-from .search import shape_key
+from .schedule import SEARCHED, plan_removal
 from .spec import SweepSpec, resolved_metric
 from .storage import open_storage
 from .train import evaluate
@@ -97,19 +96,6 @@ def _derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
     }
 
 
-def plan_removal(
-    model: torch.nn.Module, method, group: dict[str, Any], shape: dict[str, float], example, metric: str, base: Measurement
-) -> dict[str, int]:
-    """Units to remove per layer: the fixed ratios as given, or the shape projected onto the budget."""
-    layers = method.layers(model, example)
-    if group.get("ratio") is not None:
-        return ratios_to_counts(group["ratio"], layers, method.max_ratio)
-    weights = {layer.name: float(shape.get(shape_key(i), 1.0)) for i, layer in enumerate(layers)}
-    target = group["budget"] * (base.params if metric == "params" else base.macs)
-    resource_of = measured_resource_fn(model, method, example, metric)
-    return project(layers, weights, resource_of, target, max_ratio=method.max_ratio).removed
-
-
 def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers) -> tuple[list[str], list[float]]:
     """Per-layer fraction removed: measured zeros for masks (global thresholds spread unevenly),
     the plan's exact counts for channels and ranks."""
@@ -135,7 +121,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         "method": method.name,
         "granularity": method.granularity,
         "schedule": spec.schedule,
-        "sampler": spec.search.sampler if spec.schedule == "searched" else None,
+        "sampler": spec.search.sampler if spec.schedule in SEARCHED else None,
         "budget_metric": metric,
         "budget": group["budget"],
         "ratio": group["ratio"] if isinstance(group.get("ratio"), float) else None,
@@ -174,7 +160,8 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
 
         began = time.perf_counter()
         layers = method.layers(model, example)
-        removed = plan_removal(model, method, group, config.get("shape") or {}, example, metric, base)
+        baseline_resource = base.params if metric == "params" else base.macs
+        removed = plan_removal(spec.schedule, model, method, group, config.get("shape") or {}, example, metric, baseline_resource)
         row["time_prune_s"] = time.perf_counter() - began
 
         def on_pruned(top1: float, top5: float) -> None:

@@ -86,3 +86,18 @@ def test_recipe_smoke_twin_runs(tmp_path, local_ray, recipe):
     assert analyze.main([str(tmp_path), "--sweep", "s", "--plot", str(tmp_path / "frontier.png")]) == 0
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
 
+
+
+@pytest.mark.parametrize("schedule", ["uniform", "conv_fc", "global"])
+def test_every_schedule_runs_in_a_sweep(tmp_path, local_ray, schedule):
+    (tmp_path / "spec.yaml").write_text(
+        f"schedule: {schedule}\nbudgets: [0.4]\nsearch: {{num_samples: 1}}\nbaseline: {{train: {{epochs: 2}}}}\n"
+        "finetune: {epochs: 1}\nmeasure: {latency_repeats: 2}\n"
+    )
+    assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(tmp_path), "--name", "s"]) == 0
+    frame = read_results(str(tmp_path), "s")
+    assert len(frame) == 2 and (frame["status"] == "ok").all(), frame["error"].tolist()
+    assert set(frame["schedule"]) == {schedule}
+    for _, row in frame.iterrows():
+        keep = row["macs_keep"] if row["method"] == "l1_filter" else row["params_keep"]
+        assert 0.4 * 0.98 <= keep <= 0.4

@@ -77,10 +77,12 @@ def test_second_sweep_loads_the_stored_baseline(first_sweep, ray_env):
 
 
 def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, ray_env):
-    (tmp_path / "spec.yaml").write_text(SPEC + "\n")
+    (tmp_path / "spec.yaml").write_text(SPEC + "seeds: [0, 1]\n")
     result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results", "--name", "bad", "--budget", "0.0001",
                    "--num-samples", "1")
     assert result.returncode == 3, result.stdout[-2000:]
     frame = read_results(str(tmp_path / "results"), "bad")
-    assert len(frame) == 2 and (frame["status"] == "failed").all()
+    assert len(frame) == 4 and (frame["status"] == "failed").all()  # 2 methods x 2 seeds
+    assert sorted(frame["seed"]) == [0, 0, 1, 1]
+    assert len(list((tmp_path / "results" / "baselines").iterdir())) == 2  # one baseline per seed
     assert "budget unreachable" in result.stdout

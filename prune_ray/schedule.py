@@ -1,0 +1,89 @@
+"""Schedules: how many units each layer loses. Methods then decide which units.
+
+- fixed: the spec's ratios as given (per layer, or one for all).
+- uniform: one shape for every layer, projected onto the budget.
+- searched: a shape weight per layer proposed by Optuna, projected onto the budget.
+- conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
+  layers (the per-layer-type rates of the thesis seed), projected onto the budget.
+- global: one threshold across layers on a per-unit score (weight magnitude for weights; a
+  filter's L1 norm over its layer's mean for channels, as torch-pruning's global pruning
+  normalises), the threshold chosen by bisection to meet the budget.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from .budget import measured_resource_fn, project, project_threshold
+from .prune import Layer, PruningMethod, ratios_to_counts
+
+SCHEDULES = ("searched", "uniform", "conv_fc", "global", "fixed")
+SEARCHED = ("searched", "conv_fc")  # schedules whose shape weights Optuna proposes
+
+
+def shape_key(index: int) -> str:
+    return f"w{index:03d}"
+
+
+def layer_kind(model: nn.Module, layer: Layer) -> str:
+    """'fc' for linear layers (and the `fc` pseudo-layer), else 'conv'."""
+    if layer.name in ("conv", "fc", "global"):
+        return "fc" if layer.name == "fc" else "conv"
+    return "fc" if isinstance(model.get_submodule(layer.name), nn.Linear) else "conv"
+
+
+def searched_dimensions(schedule: str, layers: list[Layer]) -> int:
+    """How many shape weights Optuna proposes for this schedule and these layers."""
+    return 2 if schedule == "conv_fc" else len(layers)
+
+
+def shape_weights(schedule: str, model: nn.Module, layers: list[Layer], shape: Mapping[str, float]) -> dict[str, float]:
+    if schedule == "conv_fc":
+        by_kind = {"conv": shape.get(shape_key(0), 1.0), "fc": shape.get(shape_key(1), 1.0)}
+        return {layer.name: float(by_kind[layer_kind(model, layer)]) for layer in layers}
+    if schedule == "searched":
+        return {layer.name: float(shape.get(shape_key(i), 1.0)) for i, layer in enumerate(layers)}
+    return {layer.name: 1.0 for layer in layers}  # uniform
+
+
+def unit_scores(model: nn.Module, method: PruningMethod, layers: list[Layer]) -> dict[str, torch.Tensor]:
+    """Per-unit scores for the global schedule, comparable across layers."""
+    if method.granularity == "unstructured" and all(layer.name not in ("conv", "fc", "global") for layer in layers):
+        return {layer.name: model.get_submodule(layer.name).weight.detach().abs().flatten() for layer in layers}
+    if method.granularity == "structured":
+        scores = {}
+        for layer in layers:
+            weight = model.get_submodule(layer.name).weight.detach()
+            norms = weight.abs().flatten(1).sum(dim=1)
+            scores[layer.name] = norms / norms.mean().clamp_min(1e-12)
+        return scores
+    raise ValueError(
+        f"schedule 'global' ranks single weights or channels; method {method.name!r} ({method.granularity}, "
+        f"layers {[layer.name for layer in layers][:3]}) has neither: use schedule searched, uniform or fixed"
+    )
+
+
+def plan_removal(
+    schedule: str,
+    model: nn.Module,
+    method: PruningMethod,
+    group: Mapping,
+    shape: Mapping[str, float],
+    example: torch.Tensor,
+    metric: str,
+    baseline_resource: float,
+) -> dict[str, int]:
+    """Units to remove per layer for one trial."""
+    layers = method.layers(model, example)
+    if schedule == "fixed":
+        return ratios_to_counts(group["ratio"], layers, method.max_ratio)
+    target = group["budget"] * baseline_resource
+    resource_of = measured_resource_fn(model, method, example, metric)
+    if schedule == "global":
+        scores = unit_scores(model, method, layers)
+        return project_threshold(layers, scores, resource_of, target, max_ratio=method.max_ratio).removed
+    weights = shape_weights(schedule, model, layers, shape)
+    return project(layers, weights, resource_of, target, max_ratio=method.max_ratio).removed

@@ -1,0 +1,58 @@
+import copy
+
+import pytest
+import torch
+
+from prune_ray.measure import resource
+from prune_ray.prune import Calibration, get_method
+from prune_ray.schedule import SCHEDULES, plan_removal, unit_scores
+
+
+def achieved(cnn, method, removed, x, metric):
+    return resource(method.prune(copy.deepcopy(cnn), removed, Calibration(x)), x, metric)
+
+
+@pytest.mark.parametrize("schedule", [s for s in SCHEDULES if s != "fixed"])
+@pytest.mark.parametrize("method_name", ["magnitude", "l1_filter"])
+@pytest.mark.parametrize("budget", [0.6, 0.3])
+def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget, cnn, digits):
+    method = get_method(method_name)
+    metric = method.default_metric
+    x = digits.example_inputs(1)
+    base = resource(cnn, x, metric)
+    shape = {"w000": 0.3, "w001": 1.0, "w002": 0.7, "w003": 0.2, "w004": 0.9, "w005": 0.5}
+    removed = plan_removal(schedule, cnn, method, {"budget": budget}, shape, x, metric, base)
+    kept = achieved(cnn, method, removed, x, metric) / base
+    assert budget * 0.98 <= kept <= budget, kept
+
+
+def test_global_threshold_prunes_low_magnitude_layers_hardest(cnn, digits):
+    method = get_method("magnitude")
+    x = digits.example_inputs(1)
+    layers = method.layers(cnn, x)
+    removed = plan_removal("global", cnn, method, {"budget": 0.4}, {}, x, "params", resource(cnn, x, "params"))
+    ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
+    median = {layer.name: float(cnn.get_submodule(layer.name).weight.abs().median()) for layer in layers}
+    # one threshold: a layer of small weights loses more than a layer of large weights
+    smallest, largest = min(median, key=median.get), max(median, key=median.get)
+    assert ratios[smallest] > ratios[largest]
+    assert len({round(r, 2) for r in ratios.values()}) > 1  # not uniform
+
+
+def test_conv_fc_shares_one_ratio_per_layer_type(cnn, digits):
+    method = get_method("magnitude")
+    x = digits.example_inputs(1)
+    layers = method.layers(cnn, x)
+    removed = plan_removal("conv_fc", cnn, method, {"budget": 0.4}, {"w000": 0.2, "w001": 1.0}, x, "params",
+                           resource(cnn, x, "params"))
+    ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
+    conv = [r for n, r in ratios.items() if n.startswith("conv")]
+    fc = [r for n, r in ratios.items() if n.startswith("fc")]
+    assert max(conv) - min(conv) < 0.02 and max(fc) - min(fc) < 0.02
+    assert min(fc) > max(conv)  # the fc weight 1.0 against conv 0.2: fc layers pruned harder
+
+
+def test_global_schedule_refuses_low_rank(cnn, digits):
+    method = get_method("cp")
+    with pytest.raises(ValueError, match="schedule 'global' ranks single weights or channels"):
+        unit_scores(cnn, method, method.layers(cnn, digits.example_inputs(1)))
