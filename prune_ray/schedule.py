@@ -1,6 +1,8 @@
 """Schedules: how many units each layer loses. Methods then decide which units.
 
 - fixed: the spec's ratios as given (per layer, or one for all).
+- sensitivity: a shape weight per layer from a sensitivity scan (prune_ray.sensitivity), projected
+  onto the budget; no search.
 - uniform: one shape for every layer, projected onto the budget.
 - searched: a shape weight per layer proposed by Optuna, projected onto the budget.
 - conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
@@ -20,7 +22,7 @@ import torch.nn as nn
 from .budget import measured_resource_fn, project, project_threshold
 from .prune import Layer, PruningMethod, ratios_to_counts
 
-SCHEDULES = ("searched", "uniform", "conv_fc", "global", "fixed")
+SCHEDULES = ("searched", "uniform", "conv_fc", "global", "sensitivity", "fixed")
 SEARCHED = ("searched", "conv_fc")  # schedules whose shape weights Optuna proposes
 
 
@@ -44,7 +46,7 @@ def shape_weights(schedule: str, model: nn.Module, layers: list[Layer], shape: M
     if schedule == "conv_fc":
         by_kind = {"conv": shape.get(shape_key(0), 1.0), "fc": shape.get(shape_key(1), 1.0)}
         return {layer.name: float(by_kind[layer_kind(model, layer)]) for layer in layers}
-    if schedule == "searched":
+    if schedule in ("searched", "sensitivity"):  # sensitivity: the scan's weights, as a fixed shape
         return {layer.name: float(shape.get(shape_key(i), 1.0)) for i, layer in enumerate(layers)}
     return {layer.name: 1.0 for layer in layers}  # uniform
 

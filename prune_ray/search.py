@@ -51,8 +51,10 @@ class GroupedSearcher(Searcher):
         self,
         groups: list[Group],
         samples_per_group: int,
-        spaces: Mapping[str, dict] | None,  # method -> Optuna space; None: fixed (uniform) shapes
+        spaces: Mapping[str, dict] | None,  # method -> Optuna space; None: no search
         sampler: str,
+        shapes: Mapping[str, dict[str, float]] | None = None,  # method -> a given shape (first proposal
+        # of each study when searching, the only shape otherwise)
     ):
         super().__init__(metric=METRIC, mode=MODE)
         self._groups = list(groups)
@@ -60,6 +62,7 @@ class GroupedSearcher(Searcher):
         self._issued = 0
         self._group_of: dict[str, int] = {}
         self._studies: list[OptunaSearch] | None = None
+        self._shapes = dict(shapes or {})
         if spaces is not None:
             self._studies = [
                 OptunaSearch(
@@ -68,6 +71,7 @@ class GroupedSearcher(Searcher):
                     mode=MODE,
                     # one study per group, seeded by the group's replicate seed and position
                     sampler=SAMPLER_FACTORIES[sampler](group.seed * 1000 + index),
+                    points_to_evaluate=[self._shapes[group.method]] if group.method in self._shapes else None,
                 )
                 for index, group in enumerate(self._groups)
             ]
@@ -78,8 +82,9 @@ class GroupedSearcher(Searcher):
         index = self._queue[self._issued]
         self._issued += 1
         self._group_of[trial_id] = index
-        shape = self._studies[index].suggest(trial_id) if self._studies else {}
-        return {"group": dataclasses.asdict(self._groups[index]), "shape": shape}
+        group = self._groups[index]
+        shape = self._studies[index].suggest(trial_id) if self._studies else self._shapes.get(group.method, {})
+        return {"group": dataclasses.asdict(group), "shape": shape}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._studies and trial_id in self._group_of and result.get("status") != "failed":

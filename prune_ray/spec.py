@@ -38,6 +38,7 @@ class SearchOptions:
     num_samples: int = 4  # trials per (budget, method) group
     max_concurrent: int = 2  # trials running at once across the whole sweep
     min_shape_weight: float = 0.05  # lower bound of each layer's shape weight, in (0, 1]
+    seed_with_sensitivity: bool = False  # first proposal of each study: the sensitivity scan's shape
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,38 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
     return seconds
 
 
+def sensitivity_shapes(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
+    """Per method, the shape weights of a sensitivity scan of the first seed's baseline (one Ray
+    task per method, cached in the storage); the scan's plot goes to <sweep>/sensitivity-<method>.png."""
+    import ray
+
+    @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
+    def scan_method(name: str) -> dict[str, float]:
+        import tempfile
+
+        from .prune import Calibration, get_method
+        from .schedule import shape_key
+        from .sensitivity import cached_scan, plot, shape_from_scan
+        from .trial import obtain_baseline, trial_device
+
+        method, storage = get_method(name), open_storage(spec.storage)
+        data = load_dataset(spec.dataset, spec.data).to(trial_device(spec))
+        baseline = obtain_baseline(spec, data, spec.seeds[0])
+        calibration = Calibration(data.train_x[:256], data.train_y[:256])
+        frame = cached_scan(storage, baseline.key, baseline.model, method, data, calibration)
+        with tempfile.TemporaryDirectory() as scratch:
+            plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
+            with open(f"{scratch}/plot.png", "rb") as handle:
+                storage.write_bytes_atomic(storage.path(sweep, f"sensitivity-{name}.png"), handle.read())
+        weights = shape_from_scan(frame, spec.search.min_shape_weight)
+        layers = method.layers(baseline.model, data.example_inputs(1))
+        return {shape_key(i): weights[layer.name] for i, layer in enumerate(layers)}
+
+    shapes = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
+    print(f"[prune-ray] sensitivity scans: {open_storage(spec.storage).uri_of(sweep)}/sensitivity-*.png", flush=True)
+    return shapes
+
+
 def run_sweep(
     spec: SweepSpec, sweep: str, spaces: dict[str, dict], *, address: str | None = None, resume: bool = False
 ) -> int:
@@ -250,11 +282,13 @@ def run_sweep(
 
     groups = operating_points(spec)
     baseline_seconds = prepare_baselines(spec, sorted({group.seed for group in groups}))
+    wants_scan = spec.schedule == "sensitivity" or (spec.schedule == "searched" and spec.search.seed_with_sensitivity)
     searcher = GroupedSearcher(
         groups,
         spec.search.num_samples,
         spaces if spec.schedule in SEARCHED else None,
         spec.search.sampler,
+        shapes=sensitivity_shapes(spec, sweep) if wants_scan else None,
     )
     context = TrialContext(spec, sweep, baseline_seconds, git_sha())
     trainable = tune.with_resources(

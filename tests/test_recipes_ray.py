@@ -88,7 +88,7 @@ def test_recipe_smoke_twin_runs(tmp_path, local_ray, recipe):
 
 
 
-@pytest.mark.parametrize("schedule", ["uniform", "conv_fc", "global"])
+@pytest.mark.parametrize("schedule", ["uniform", "conv_fc", "global", "sensitivity"])
 def test_every_schedule_runs_in_a_sweep(tmp_path, local_ray, schedule):
     (tmp_path / "spec.yaml").write_text(
         f"schedule: {schedule}\nbudgets: [0.4]\nsearch: {{num_samples: 1}}\nbaseline: {{train: {{epochs: 2}}}}\n"
@@ -98,6 +98,9 @@ def test_every_schedule_runs_in_a_sweep(tmp_path, local_ray, schedule):
     frame = read_results(str(tmp_path), "s")
     assert len(frame) == 2 and (frame["status"] == "ok").all(), frame["error"].tolist()
     assert set(frame["schedule"]) == {schedule}
+    if schedule == "sensitivity":
+        assert (tmp_path / "s" / "sensitivity-l1_filter.png").exists()
+        assert len(list((tmp_path / "sensitivity").glob("*.parquet"))) == 2  # cached per method
     for _, row in frame.iterrows():
         keep = row["macs_keep"] if row["method"] == "l1_filter" else row["params_keep"]
         assert 0.4 * 0.98 <= keep <= 0.4
