@@ -55,8 +55,10 @@ class GroupedSearcher(Searcher):
         sampler: str,
         shapes: Mapping[str, dict[str, float]] | None = None,  # method -> a given shape (first proposal
         # of each study when searching, the only shape otherwise)
+        stage: str = "single",  # "screen" for the first stage of a two-stage search
     ):
         super().__init__(metric=METRIC, mode=MODE)
+        self.stage = stage
         self._groups = list(groups)
         self._queue = [index for _ in range(samples_per_group) for index in range(len(groups))]
         self._issued = 0
@@ -84,7 +86,7 @@ class GroupedSearcher(Searcher):
         self._group_of[trial_id] = index
         group = self._groups[index]
         shape = self._studies[index].suggest(trial_id) if self._studies else self._shapes.get(group.method, {})
-        return {"group": dataclasses.asdict(group), "shape": shape}
+        return {"group": dataclasses.asdict(group), "shape": shape, "stage": self.stage}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._studies and trial_id in self._group_of and result.get("status") != "failed":

@@ -39,6 +39,10 @@ class SearchOptions:
     max_concurrent: int = 2  # trials running at once across the whole sweep
     min_shape_weight: float = 0.05  # lower bound of each layer's shape weight, in (0, 1]
     seed_with_sensitivity: bool = False  # first proposal of each study: the sensitivity scan's shape
+    # two-stage search: screen every proposal with this many fine-tuning epochs (0: one stage),
+    # then fine-tune the best `keep_best` of each operating point for finetune.epochs
+    screen_epochs: int = 0
+    keep_best: int = 2
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,12 @@ def validate(spec: SweepSpec) -> None:
     _choice(spec.search.sampler, SAMPLERS, "search.sampler")
     _positive(spec.search.num_samples, "search.num_samples")
     _positive(spec.search.max_concurrent, "search.max_concurrent")
+    _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
+    _positive(spec.search.keep_best, "search.keep_best")
+    if spec.search.screen_epochs and spec.schedule not in ("searched", "conv_fc"):
+        raise SpecError(f"search.screen_epochs: a two-stage search needs a searched schedule, not {spec.schedule!r}")
+    if spec.search.screen_epochs and spec.iterative != "oneshot":
+        raise SpecError("search.screen_epochs: two-stage search works with iterative 'oneshot' only")
     if not 0 < spec.search.min_shape_weight <= 1:
         raise SpecError(f"search.min_shape_weight: {spec.search.min_shape_weight!r} must be in (0, 1]")
     if not 0 < spec.data.val_fraction < 1:

@@ -257,6 +257,41 @@ def sensitivity_shapes(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float
     return shapes
 
 
+def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool) -> None:
+    """Second stage of a two-stage search: the best `keep_best` screened proposals of every
+    operating point (from the first stage's Tune results), fine-tuned for the full
+    finetune.epochs; their rows are stage 'final'."""
+    from ray import tune
+
+    by_point: dict[tuple, list[tuple[float, dict]]] = {}
+    for result in screened:
+        metrics = result.metrics or {}
+        if result.error is None and metrics.get("status") == "ok":
+            group = result.config["group"]
+            point = (group["budget"], group["method"], group["seed"], group["prune_steps"])
+            by_point.setdefault(point, []).append((metrics["top1"], result.config))
+    configs = [
+        {**config, "stage": "final"}
+        for candidates in by_point.values()
+        for _, config in sorted(candidates, key=lambda pair: -pair[0])[: spec.search.keep_best]
+    ]
+    print(f"[prune-ray] final stage: {len(configs)} screened proposals fine-tuned for {spec.finetune.epochs} epochs",
+          flush=True)
+    final_dir = storage.uri_of(sweep, "tune-final")
+    if resume and tune.Tuner.can_restore(final_dir):
+        tune.Tuner.restore(final_dir, trainable, resume_unfinished=True, restart_errored=True).fit()
+        return
+    if not configs:
+        return
+    tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name="tune-final", storage_path=storage.uri_of(sweep),
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=1),
+    ).fit()
+
+
 def run_sweep(
     spec: SweepSpec, sweep: str, spaces: dict[str, dict], *, address: str | None = None, resume: bool = False
 ) -> int:
@@ -283,12 +318,14 @@ def run_sweep(
     groups = operating_points(spec)
     baseline_seconds = prepare_baselines(spec, sorted({group.seed for group in groups}))
     wants_scan = spec.schedule == "sensitivity" or (spec.schedule == "searched" and spec.search.seed_with_sensitivity)
+    two_stage = spec.search.screen_epochs > 0
     searcher = GroupedSearcher(
         groups,
         spec.search.num_samples,
         spaces if spec.schedule in SEARCHED else None,
         spec.search.sampler,
         shapes=sensitivity_shapes(spec, sweep) if wants_scan else None,
+        stage="screen" if two_stage else "single",
     )
     context = TrialContext(spec, sweep, baseline_seconds, git_sha())
     trainable = tune.with_resources(
@@ -316,7 +353,9 @@ def run_sweep(
                 verbose=1,
             ),
         )
-    tuner.fit()
+    screened = tuner.fit()
+    if two_stage:
+        final_stage(spec, storage, sweep, trainable, screened, resume)
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)
 
 
@@ -355,7 +394,7 @@ def summarize(frame, trials_uri: str, seconds: float) -> int:
     print(f"\n[prune-ray] {len(frame)} trials ({len(ok)} ok, {len(failed)} failed) in {seconds:.1f} s")
     print(f"[prune-ray] results: {trials_uri}")
     if len(ok):
-        point = ["budget", "ratio", "method", "prune_steps"]
+        point = ["budget", "ratio", "method", "prune_steps", "stage"]
         best = ok.sort_values("top1", ascending=False).groupby(point, sort=True, dropna=False).head(1)
         columns = [*point, "budget_metric", "top1", "top1_pruned", "baseline_top1",
                    "params_keep", "macs_keep", "speedup_measured", "trial_id"]

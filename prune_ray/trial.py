@@ -108,6 +108,8 @@ def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers
 def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, report: Reporter) -> dict[str, Any]:
     """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
     spec, group = context.spec, config["group"]
+    stage = config.get("stage", "single")
+    finetune = dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
     method = get_method(group["method"])
     metric = resolved_metric(spec, method.name)
     row: dict[str, Any] = {
@@ -127,8 +129,8 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         "ratio": group["ratio"] if isinstance(group.get("ratio"), float) else None,
         "iterative": spec.iterative,
         "prune_steps": group.get("prune_steps", 1),
-        "stage": config.get("stage", "single"),
-        "finetune_epochs": spec.finetune.epochs * (group.get("prune_steps", 1) if spec.iterative == "cycles" else 1),
+        "stage": stage,
+        "finetune_epochs": finetune.epochs * (group.get("prune_steps", 1) if spec.iterative == "cycles" else 1),
         "node": _node(),
         "torch_version": torch.__version__,
         "ray_version": _ray_version(),
@@ -175,7 +177,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
         outcome = prune_and_finetune(
             model, method, removed, mode=spec.iterative, steps=row["prune_steps"], data=data,
-            recipe=spec.finetune, calibration=calibration, seed=group["seed"], on_epoch=on_epoch, on_pruned=on_pruned,
+            recipe=finetune, calibration=calibration, seed=group["seed"], on_epoch=on_epoch, on_pruned=on_pruned,
         )
         model = outcome.model
         row["time_finetune_s"] = time.perf_counter() - began
@@ -222,6 +224,7 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     torch.set_num_threads(max(1, int(context.spec.resources.cpu)))
     trial_id = tune.get_context().get_trial_id()
+    config = config.get("trial", config)  # second-stage trials come as a grid of whole configs
     row = run_trial(config, context, trial_id, report=tune.report)
     failed = row["status"] == "failed"
     tune.report(

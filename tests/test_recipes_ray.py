@@ -104,3 +104,18 @@ def test_every_schedule_runs_in_a_sweep(tmp_path, local_ray, schedule):
     for _, row in frame.iterrows():
         keep = row["macs_keep"] if row["method"] == "l1_filter" else row["params_keep"]
         assert 0.4 * 0.98 <= keep <= 0.4
+
+
+def test_two_stage_search_finetunes_the_best_screened_proposals(tmp_path, local_ray):
+    (tmp_path / "spec.yaml").write_text(
+        "methods: [l1_filter]\nbudgets: [0.5, 0.3]\nsearch: {num_samples: 3, screen_epochs: 1, keep_best: 1}\n"
+        "baseline: {train: {epochs: 2}}\nfinetune: {epochs: 3}\nmeasure: {latency_repeats: 2}\n"
+    )
+    assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(tmp_path), "--name", "s"]) == 0
+    frame = read_results(str(tmp_path), "s")
+    screen, final = frame[frame["stage"] == "screen"], frame[frame["stage"] == "final"]
+    assert len(screen) == 6 and (screen["finetune_epochs"] == 1).all()
+    assert len(final) == 2 and (final["finetune_epochs"] == 3).all() and sorted(final["budget"]) == [0.3, 0.5]
+    for _, row in final.iterrows():  # each final trial re-ran its point's best screened plan
+        best = screen[screen["budget"] == row["budget"]].sort_values("top1").iloc[-1]
+        assert list(row["layer_ratios"]) == list(best["layer_ratios"])
