@@ -14,6 +14,8 @@ import argparse
 import copy
 import json
 import platform
+import sys
+import time
 
 import torch
 
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.5, help="fraction of MACs kept")
     parser.add_argument("--batch", type=int, default=64, help="examples per timed forward pass")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--methods", nargs="+", help="default: every structured and low-rank method")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -40,10 +43,10 @@ def main() -> None:
     base_ms = measure_latency_ms(model.to(device), batch, repeats=args.repeats)
     model = model.cpu()
     rows = []
-    for name in list_methods():
+    names = args.methods or [n for n in list_methods() if get_method(n).granularity != "unstructured"]
+    for name in names:
         method = get_method(name)
-        if method.granularity == "unstructured":
-            continue
+        began = time.perf_counter()
         layers = method.layers(model, example)
         shape = dict.fromkeys((layer.name for layer in layers), 1.0)
         plan = project(layers, shape, measured_resource_fn(model, method, example, "macs"), args.keep * base_macs,
@@ -52,6 +55,7 @@ def main() -> None:
                                                                               torch.randint(0, 10, (32,)))).eval()
         macs = count_macs(pruned, example)
         ms = measure_latency_ms(pruned.to(device), batch, repeats=args.repeats)
+        print(f"  {name}: pruned and timed in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
         rows.append({"method": name, "macs_keep": macs / base_macs, "params": count_params(pruned)[0],
                      "latency_ms": ms, "speedup_theoretical": base_macs / macs, "speedup_measured": base_ms / ms})
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"

@@ -55,6 +55,25 @@ def measured_resource_fn(
     return resource_of
 
 
+def _check_reachable(floor: float, target: float, max_ratio: float) -> None:
+    if floor > target:
+        raise BudgetUnreachableError(
+            f"budget unreachable: removing {max_ratio:.0%} of every layer still leaves {floor:.4g} > target {target:.4g}"
+        )
+
+
+def _boundary(inside: int, outside: int, holds: Callable[[int], bool]) -> int:
+    """The index nearest `outside` where `holds` is still true, given holds(inside) and a single
+    flip between `inside` and `outside` (either may be the larger index)."""
+    while abs(outside - inside) > 1:
+        middle = (inside + outside) // 2
+        if holds(middle):
+            inside = middle
+        else:
+            outside = middle
+    return inside
+
+
 def plan(layers: list[Layer], weights: Mapping[str, float], scale: float, max_ratio: float) -> dict[str, int]:
     return {
         layer.name: math.floor(max_ratio * min(1.0, scale * weights[layer.name]) * layer.units + 1e-9)
@@ -77,12 +96,7 @@ def project(
     if bad:
         raise ValueError(f"shape weights must be positive and finite, got {bad}")
     low, high = 0.0, 1.0 / min(weights[layer.name] for layer in layers)  # high: every layer at max
-    floor = resource_of(plan(layers, weights, high, max_ratio))
-    if floor > target:
-        raise BudgetUnreachableError(
-            f"budget unreachable: removing {max_ratio:.0%} of every layer still leaves "
-            f"{floor:.4g} > target {target:.4g}"
-        )
+    _check_reachable(resource_of(plan(layers, weights, high, max_ratio)), target, max_ratio)
     if resource_of(plan(layers, weights, low, max_ratio)) <= target:
         high = low  # nothing needs removing
     for _ in range(bisection_steps):
@@ -148,14 +162,9 @@ def give_back(
                 result[name] -= 1
             return result
 
-        good, bad = 1, len(sequence) + 1  # a single give-back fits by construction
-        while bad - good > 1:
-            middle = (good + bad) // 2
-            if resource_of(after(middle)) <= target:
-                good = middle
-            else:
-                bad = middle
-        removed = after(good)
+        # a single give-back fits by construction; the whole sequence may not
+        longest = _boundary(1, len(sequence) + 1, lambda prefix: resource_of(after(prefix)) <= target)
+        removed = after(longest)
         achieved = resource_of(removed)
     return removed, achieved
 
@@ -183,19 +192,9 @@ def project_threshold(
         threshold = merged[position]
         return {name: min(caps[name], int(torch.searchsorted(values, threshold))) for name, values in ordered.items()}
 
-    if resource_of(plan_at(len(merged))) > target:
-        raise BudgetUnreachableError(
-            f"budget unreachable: removing {max_ratio:.0%} of every layer still leaves "
-            f"{resource_of(plan_at(len(merged))):.4g} > target {target:.4g}"
-        )
-    low, high = 0, len(merged)  # resource(plan_at(high)) <= target always holds
-    while high - low > 1:
-        middle = (low + high) // 2
-        if resource_of(plan_at(middle)) <= target:
-            high = middle
-        else:
-            low = middle
-    removed = plan_at(0) if resource_of(plan_at(0)) <= target else plan_at(high)
+    _check_reachable(resource_of(plan_at(len(merged))), target, max_ratio)
+    fits = lambda position: resource_of(plan_at(position)) <= target  # noqa: E731
+    removed = plan_at(0) if fits(0) else plan_at(_boundary(len(merged), 0, fits))
     removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
     units = {layer.name: layer.units for layer in layers}
     return Projection(removed, {n: c / units[n] for n, c in removed.items()}, achieved, target)
