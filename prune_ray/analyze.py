@@ -223,8 +223,9 @@ def _draw_method(axis, points: pd.DataFrame, trials: pd.DataFrame, keep_column: 
     std = 100 * front["top1_std"].fillna(0).to_numpy()
     axis.plot(x, mean, marker="o", markersize=4, color=colour, label=label)
     if (front["n"] > 1).any():  # a band needs at least one point measured on several seeds
-        axis.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-    return [*(mean - std), *(mean + std)]
+        # accuracy lives in [0, 100]: a wide spread over seeds must not draw a band below 0
+        axis.fill_between(x, (mean - std).clip(0, 100), (mean + std).clip(0, 100), color=colour, alpha=0.2, linewidth=0)
+    return [*(mean - std).clip(0, 100), *(mean + std).clip(0, 100)]
 
 
 def _draw_literature(axes, published: pd.DataFrame) -> list[float]:
