@@ -45,9 +45,7 @@ def increments(final: Mapping[str, int], steps: int, mode: str) -> list[dict[str
 
 @dataclass
 class Outcome:
-    model: nn.Module
-    top1_pruned: float  # validation accuracy right after the last pruning step, before retraining
-    top5_pruned: float
+    model: nn.Module  # structured steps return new modules, so the caller takes this one
     history: list[EpochStats] = field(default_factory=list)
 
 
@@ -71,24 +69,21 @@ def prune_and_finetune(
         raise ValueError(f"iterative 'oneshot' prunes in 1 step, got prune_steps {steps}")
     deltas = increments(final, steps, mode)
     if mode == "agp":
-        state = {"top": (math.nan, math.nan)}
 
         def before_epoch(epoch: int) -> None:
             if epoch <= steps:
                 method.prune(model, deltas[epoch - 1], calibration)
                 if epoch == steps:
-                    state["top"] = evaluate(model, data.val_x, data.val_y)
-                    on_pruned(*state["top"])
+                    on_pruned(*evaluate(model, data.val_x, data.val_y))
 
         if recipe.epochs < steps:
             raise ValueError(f"agp needs at least prune_steps={steps} fine-tuning epochs, got {recipe.epochs}")
         history = train(model, data, recipe, seed=seed, on_epoch=on_epoch, before_epoch=before_epoch)
-        return Outcome(model, *state["top"], history)
+        return Outcome(model, history)
 
     history: list[EpochStats] = []
     for index, delta in enumerate(deltas):
         model = method.prune(model, delta, calibration)
-        top1, top5 = evaluate(model, data.val_x, data.val_y)
-        on_pruned(top1, top5)
+        on_pruned(*evaluate(model, data.val_x, data.val_y))
         history += train(model, data, recipe, seed=seed + index, on_epoch=on_epoch, first_epoch=len(history) + 1)
-    return Outcome(model, top1, top5, history)
+    return Outcome(model, history)

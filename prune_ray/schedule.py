@@ -72,14 +72,14 @@ def plan_removal(
     schedule: str,
     model: nn.Module,
     method: PruningMethod,
+    layers: list[Layer],
     group: Mapping,
     shape: Mapping[str, float],
     example: torch.Tensor,
     metric: str,
     baseline_resource: float,
 ) -> dict[str, int]:
-    """Units to remove per layer for one trial."""
-    layers = method.layers(model, example)
+    """Units to remove per layer for one trial (`layers`: method.layers of `model`)."""
     if schedule == "fixed":
         return ratios_to_counts(group["ratio"], layers, method.max_ratio)
     target = group["budget"] * baseline_resource

@@ -22,9 +22,9 @@ from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
 from .iterative import prune_and_finetune
-from .measure import Measurement, measure, resource
+from .measure import Measurement, measure
 from .prune import Calibration, get_method
-from .prune.unstructured import magnitude_thresholds, make_masks_permanent
+from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
 from .results import write_epochs, write_trial
 from .schedule import SEARCHED, plan_removal
 from .spec import SweepSpec, resolved_metric
@@ -100,8 +100,9 @@ def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers
     """Per-layer fraction removed: measured zeros for masks (global thresholds spread unevenly),
     the plan's exact counts for channels and ranks."""
     if method.granularity == "unstructured":
-        found = [(name, m) for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-        return [n for n, _ in found], [1 - int(torch.count_nonzero(m.weight)) / m.weight.numel() for _, m in found]
+        names = [layer.name for layer in weight_layers(model)]
+        weights = [model.get_submodule(name).weight for name in names]
+        return names, [1 - int(torch.count_nonzero(w)) / w.numel() for w in weights]
     return [layer.name for layer in layers], [removed[layer.name] / layer.units for layer in layers]
 
 
@@ -163,7 +164,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         began = time.perf_counter()
         layers = method.layers(model, example)
         baseline_resource = base.params if metric == "params" else base.macs
-        removed = plan_removal(spec.schedule, model, method, group, config.get("shape") or {}, example, metric, baseline_resource)
+        removed = plan_removal(spec.schedule, model, method, layers, group, config.get("shape") or {}, example, metric, baseline_resource)
         row["time_prune_s"] = time.perf_counter() - began
 
         def on_pruned(top1: float, top5: float) -> None:
@@ -195,7 +196,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         row.update(dataclasses.asdict(pruned), **_derived(base, pruned))
         row["status"] = "ok"
         if group["budget"] is not None:
-            achieved = resource(model, example, metric) / (base.params if metric == "params" else base.macs)
+            achieved = (pruned.params_nonzero if metric == "params" else pruned.macs) / baseline_resource
             if achieved > group["budget"] * (1 + 1e-9):
                 raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {group['budget']}")
     except Exception as error:  # a failed trial is a row, never a crashed sweep

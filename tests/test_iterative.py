@@ -28,17 +28,19 @@ def _sparsity(model) -> float:
 def test_every_mode_reaches_the_same_final_sparsity(mode, steps, cnn, digits):
     method = get_method("magnitude")
     final = ratios_to_counts(0.6, method.layers(cnn, digits.example_inputs(1)), method.max_ratio)
-    reports = []
+    reports, pruned_accuracy = [], []
     outcome = prune_and_finetune(
         copy.deepcopy(cnn), method, final, mode=mode, steps=steps, data=digits,
         recipe=TrainRecipe(epochs=3), calibration=Calibration(digits.example_inputs(1)), seed=0,
-        on_epoch=reports.append,
+        on_epoch=reports.append, on_pruned=lambda top1, top5: pruned_accuracy.append((top1, top5)),
     )
     zeros = {name: int((m.weight == 0).sum()) for name, m in outcome.model.named_modules() if name in final}
     assert zeros == final  # exactly the planned weights are zero, masks held through training
     expected_epochs = 3 * steps if mode == "cycles" else 3
     assert [r.epoch for r in reports] == list(range(1, expected_epochs + 1))
-    assert 0 <= outcome.top1_pruned <= 1
+    # heard once per pruning step (agp: once, when the final sparsity is reached)
+    assert len(pruned_accuracy) == (1 if mode == "agp" else steps)
+    assert all(0 <= top1 <= top5 <= 1 for top1, top5 in pruned_accuracy)
 
 
 def test_structured_cycles_remove_channels_step_by_step(cnn, digits):

@@ -21,7 +21,7 @@ def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget,
     x = digits.example_inputs(1)
     base = resource(cnn, x, metric)
     shape = {"w000": 0.3, "w001": 1.0, "w002": 0.7, "w003": 0.2, "w004": 0.9, "w005": 0.5}
-    removed = plan_removal(schedule, cnn, method, {"budget": budget}, shape, x, metric, base)
+    removed = plan_removal(schedule, cnn, method, method.layers(cnn, x), {"budget": budget}, shape, x, metric, base)
     kept = achieved(cnn, method, removed, x, metric) / base
     assert budget * 0.98 <= kept <= budget, kept
 
@@ -30,7 +30,7 @@ def test_global_threshold_prunes_low_magnitude_layers_hardest(cnn, digits):
     method = get_method("magnitude")
     x = digits.example_inputs(1)
     layers = method.layers(cnn, x)
-    removed = plan_removal("global", cnn, method, {"budget": 0.4}, {}, x, "params", resource(cnn, x, "params"))
+    removed = plan_removal("global", cnn, method, layers, {"budget": 0.4}, {}, x, "params", resource(cnn, x, "params"))
     ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
     median = {layer.name: float(cnn.get_submodule(layer.name).weight.abs().median()) for layer in layers}
     # one threshold: a layer of small weights loses more than a layer of large weights
@@ -43,7 +43,7 @@ def test_conv_fc_shares_one_ratio_per_layer_type(cnn, digits):
     method = get_method("magnitude")
     x = digits.example_inputs(1)
     layers = method.layers(cnn, x)
-    removed = plan_removal("conv_fc", cnn, method, {"budget": 0.4}, {"w000": 0.2, "w001": 1.0}, x, "params",
+    removed = plan_removal("conv_fc", cnn, method, layers, {"budget": 0.4}, {"w000": 0.2, "w001": 1.0}, x, "params",
                            resource(cnn, x, "params"))
     ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
     conv = [r for n, r in ratios.items() if n.startswith("conv")]
