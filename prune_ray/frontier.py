@@ -18,7 +18,11 @@ import pandas as pd
 
 # What makes two trials the same operating point. budget and ratio are both keys: a budgeted row has
 # ratio null and a fixed-ratio row has budget null, so together they mean "budget, else ratio".
-POINT_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps")
+# A frontier search (no budget, no ratio) proposes the kept fraction itself: each of its trials is a
+# point of its own (frontier_trial is its trial id, null for every other row).
+POINT_KEYS = (
+    "model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps", "frontier_trial"
+)
 RUN_KEYS = ("sweep", "seed")
 FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only comparable within one metric
 
@@ -47,6 +51,9 @@ def usable_rows(results: pd.DataFrame, include_screen: bool = False) -> pd.DataF
         rows[name] = column.where(column.notna(), None)
     for name in NUMBER_COLUMNS:
         rows[name] = results[name].astype("float64") if name in results else np.nan
+    searched_freely = rows["budget"].isna() & rows["ratio"].isna() & rows["schedule"].isin(["searched", "conv_fc"])
+    trial_ids = results["trial_id"].astype(object) if "trial_id" in results else pd.Series(None, index=results.index, dtype=object)
+    rows["frontier_trial"] = trial_ids.where(searched_freely.to_numpy(bool), None)
     counted = rows["status"].eq("ok") & rows["top1"].notna()
     if not include_screen:
         counted &= ~rows["stage"].eq("screen")

@@ -1,6 +1,7 @@
 """Parquet results, schema v3: one file per trial, written atomically; a reader for whole sweeps.
 
-Layout: <storage>/<sweep>/trials/<trial_id>.parquet and <storage>/<sweep>/epochs/<trial_id>.parquet.
+Layout: <storage>/<sweep>/trials/<trial_id>.parquet, <storage>/<sweep>/epochs/<trial_id>.parquet and,
+for the netadapt schedule, its greedy steps in <storage>/<sweep>/netadapt/<trial_id>.parquet.
 A retried trial overwrites its own file, so a sweep never holds duplicate rows.
 """
 
@@ -15,8 +16,12 @@ import pyarrow.parquet as pq
 
 from .storage import Storage, open_storage
 
-SCHEMA_VERSION = 3  # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage
-STATUSES = ("ok", "failed")
+# v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage;
+# v4 statuses running and stopped
+SCHEMA_VERSION = 4
+# running: written when fine-tuning starts and replaced by the trial's final row; one still running
+# when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
+STATUSES = ("ok", "failed", "running", "stopped")
 
 TRIAL_SCHEMA = pa.schema(
     [
@@ -94,6 +99,21 @@ EPOCH_SCHEMA = pa.schema(
 )
 
 
+STEP_SCHEMA = pa.schema(
+    [
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("step", pa.int64()),
+        ("layer", pa.string()),  # the layer the step pruned
+        ("removed", pa.int64()),  # units it removed there
+        ("candidates", pa.int64()),  # layers tried in the step
+        ("task_processes", pa.int64()),  # Ray worker processes that fine-tuned them (0: the trial itself)
+        ("resource_keep", pa.float64()),  # budgeted resource after the step / baseline's
+        ("top1", pa.float64()),  # the winner's val top-1 after its short fine-tune
+    ]
+)
+
+
 def _table(rows: list[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     unknown = sorted(set().union(*rows) - set(schema.names)) if rows else []
     if unknown:
@@ -120,6 +140,21 @@ def write_trial(storage: Storage, row: Mapping[str, Any]) -> str:
 def write_epochs(storage: Storage, sweep: str, trial_id: str, epochs: list[Mapping[str, Any]]) -> None:
     rows = [{"sweep": sweep, "trial_id": trial_id, **epoch} for epoch in epochs]
     _write(storage, storage.path(sweep, "epochs", f"{trial_id}.parquet"), _table(rows, EPOCH_SCHEMA))
+
+
+def write_steps(storage: Storage, sweep: str, trial_id: str, steps: list[Mapping[str, Any]]) -> None:
+    rows = [{"sweep": sweep, "trial_id": trial_id, **step} for step in steps]
+    _write(storage, storage.path(sweep, "netadapt", f"{trial_id}.parquet"), _table(rows, STEP_SCHEMA))
+
+
+def read_trial(storage: Storage, sweep: str, trial_id: str) -> dict[str, Any] | None:
+    """One trial's row as written (None if the trial wrote none)."""
+    path = storage.path(sweep, "trials", f"{trial_id}.parquet")
+    if not storage.exists(path):
+        return None
+    row = pq.read_table(path, filesystem=storage.fs, schema=TRIAL_SCHEMA).to_pylist()[0]
+    row.pop("schema_version")
+    return row
 
 
 def _read_dir(storage: Storage, directory: str, schema: pa.Schema) -> pd.DataFrame:
@@ -162,3 +197,8 @@ def read_results(storage: str | Storage, sweep: str | None = None) -> pd.DataFra
 def read_epochs(storage: str | Storage, sweep: str) -> pd.DataFrame:
     storage = open_storage(storage) if isinstance(storage, str) else storage
     return _read_dir(storage, storage.path(sweep, "epochs"), EPOCH_SCHEMA)
+
+
+def read_steps(storage: str | Storage, sweep: str) -> pd.DataFrame:
+    storage = open_storage(storage) if isinstance(storage, str) else storage
+    return _read_dir(storage, storage.path(sweep, "netadapt"), STEP_SCHEMA)

@@ -7,6 +7,8 @@
 - searched: a shape weight per layer proposed by Optuna, projected onto the budget.
 - conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
   layers (the per-layer-type rates of the thesis seed), projected onto the budget.
+- netadapt: greedy single-layer steps with short fine-tunes (prune_ray.netadapt); the trial runs
+  them itself, so `plan_removal` never sees it.
 - global: one threshold across layers on a per-unit score (weight magnitude for weights; a
   filter's L1 norm over its layer's mean for channels, as torch-pruning's global pruning
   normalises), the threshold chosen by bisection to meet the budget.
@@ -22,7 +24,7 @@ import torch.nn as nn
 from .budget import measured_resource_fn, project, project_threshold
 from .prune import Layer, PruningMethod, ratios_to_counts
 
-SCHEDULES = ("searched", "uniform", "conv_fc", "global", "sensitivity", "fixed")
+SCHEDULES = ("searched", "uniform", "conv_fc", "global", "sensitivity", "fixed", "netadapt")
 SEARCHED = ("searched", "conv_fc")  # schedules whose shape weights Optuna proposes
 
 

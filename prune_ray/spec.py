@@ -24,7 +24,9 @@ from .prune import get_method, list_methods
 from .train import LR_SCHEDULES, TrainRecipe
 
 BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
+MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")  # can search accuracy against resource kept
+EARLY_STOPPING = ("none", "asha")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -43,6 +45,22 @@ class SearchOptions:
     # then fine-tune the best `keep_best` of each operating point for finetune.epochs
     screen_epochs: int = 0
     keep_best: int = 2
+    # frontier search (budgets: []): the kept fraction of the resource is searched too, in this range
+    keep_range: tuple[float, ...] = (0.1, 0.9)
+    # "asha": stop a trial whose accuracy after an epoch is in the bottom 2/3 of its operating
+    # point's trials at that epoch (ASHA, reduction factor 3, rungs from grace_epochs)
+    early_stopping: str = "none"
+    grace_epochs: int = 1  # fine-tuning epochs every trial gets before ASHA may stop it
+
+
+@dataclass(frozen=True)
+class NetAdaptOptions:
+    """schedule 'netadapt' (Yang et al. 2018): greedy steps, each removing step_fraction of the
+    baseline's resource from the one layer whose candidate does best after a short fine-tune."""
+
+    step_fraction: float = 0.1  # resource removed per step, as a fraction of the baseline's, in (0, 1)
+    short_epochs: int = 1  # fine-tuning epochs of each candidate (0: rank them right after pruning)
+    parallel: int = 4  # candidates fine-tuned at once, as Ray tasks beside the trial
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,9 @@ class SweepSpec:
     dataset: str = "digits"
     data: DataOptions = DataOptions()
     methods: tuple[str, ...] = ("magnitude", "l1_filter")
-    budgets: tuple[float, ...] = (0.5,)  # fraction of the baseline's resource kept, in (0, 1]
+    # fraction of the baseline's resource kept, each in (0, 1]; [] with a multi-objective sampler:
+    # search accuracy against resource kept (search.keep_range) and report the non-dominated set
+    budgets: tuple[float, ...] = (0.5,)
     budget_metric: str = "auto"
     schedule: str = "searched"
     # schedule "fixed": operating points given as ratios instead of budgets, each one float (every
@@ -80,6 +100,7 @@ class SweepSpec:
     iterative: str = "oneshot"  # oneshot, cycles (prune/retrain, Han et al.) or agp (Zhu & Gupta)
     prune_steps: tuple[int, ...] = (1,)  # pruning steps of cycles/agp; each value is its own group
     search: SearchOptions = SearchOptions()
+    netadapt: NetAdaptOptions = NetAdaptOptions()
     baseline: BaselineOptions = BaselineOptions()
     finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
     measure: MeasureOptions = MeasureOptions()
@@ -217,12 +238,50 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
         raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
 
 
+def _validate_search(spec: SweepSpec) -> None:
+    search = spec.search
+    _choice(search.sampler, SAMPLERS, "search.sampler")
+    _choice(spec.schedule, SCHEDULES, "schedule")
+    _choice(search.early_stopping, EARLY_STOPPING, "search.early_stopping")
+    if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
+        raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
+    if not spec.budgets and spec.schedule != "fixed":
+        if spec.schedule not in ("searched", "conv_fc") or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            raise SpecError(
+                f"budgets: [] searches accuracy against resource kept, which needs schedule searched or conv_fc "
+                f"and search.sampler {' or '.join(MULTI_OBJECTIVE_SAMPLERS)}; got schedule {spec.schedule!r}, "
+                f"sampler {search.sampler!r} (or give budgets, e.g. --budget 0.5)"
+            )
+        if search.screen_epochs or search.early_stopping != "none":
+            raise SpecError("budgets: [] (a frontier search) works without search.screen_epochs and early_stopping")
+    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < spec.finetune.epochs:
+        raise SpecError(
+            f"search.grace_epochs: {search.grace_epochs!r} must be in [1, finetune.epochs) for ASHA to have "
+            f"a rung to stop at (finetune.epochs is {spec.finetune.epochs})"
+        )
+
+
+def _validate_netadapt(spec: SweepSpec) -> None:
+    options = spec.netadapt
+    if not 0 < options.step_fraction < 1:
+        raise SpecError(f"netadapt.step_fraction: {options.step_fraction!r} must be in (0, 1)")
+    _positive(options.short_epochs, "netadapt.short_epochs", allow_zero=True)
+    _positive(options.parallel, "netadapt.parallel")
+    if spec.schedule != "netadapt":
+        return
+    for method in spec.methods:
+        if get_method(method).granularity == "lowrank":
+            raise SpecError(f"schedule 'netadapt' prunes a layer again and again; low-rank {method!r} cannot be re-factorised")
+    if spec.iterative != "oneshot" or spec.search.screen_epochs:
+        raise SpecError("schedule 'netadapt' does its own pruning steps: use iterative 'oneshot' and no screen_epochs")
+
+
 def validate(spec: SweepSpec) -> None:
     if not NAME_PATTERN.match(spec.name):
         raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
     _choice(spec.model, list_models(), "model")
     _choice(spec.dataset, list_datasets(), "dataset")
-    for field_name in ("methods", "budgets", "prune_steps", "seeds"):
+    for field_name in ("methods", "prune_steps", "seeds"):
         if not getattr(spec, field_name):
             raise SpecError(f"{field_name}: must list at least one value, got []")
     for i, method in enumerate(spec.methods):
@@ -235,13 +294,13 @@ def validate(spec: SweepSpec) -> None:
         if not 0 < budget <= 1:
             raise SpecError(f"budget {budget!r} is outside (0, 1]: it is the fraction of the resource kept")
     _choice(spec.budget_metric, BUDGET_METRICS, "budget_metric")
+    _validate_search(spec)
     for method in spec.methods:
         if get_method(method).granularity == "unstructured" and resolved_metric(spec, method) == "macs":
             raise SpecError(
                 f"budget_metric 'macs' cannot be met by unstructured method {method!r}: masks keep the "
                 "dense MACs; use 'params' or 'auto'"
             )
-    _choice(spec.schedule, SCHEDULES, "schedule")
     if spec.schedule == "fixed" and not spec.fixed_ratios:
         raise SpecError("fixed_ratios: schedule 'fixed' needs at least one ratio (e.g. fixed_ratios: [0.5])")
     if spec.schedule != "fixed" and spec.fixed_ratios:
@@ -267,7 +326,7 @@ def validate(spec: SweepSpec) -> None:
             raise SpecError(f"iterative 'cycles' cannot re-factorise the low-rank layers of {method!r}: use 'oneshot'")
     if spec.iterative == "agp" and max(spec.prune_steps) > spec.finetune.epochs:
         raise SpecError(f"prune_steps: agp prunes once per epoch, so {max(spec.prune_steps)} steps need as many finetune.epochs")
-    _choice(spec.search.sampler, SAMPLERS, "search.sampler")
+    _validate_netadapt(spec)
     _positive(spec.search.num_samples, "search.num_samples")
     _positive(spec.search.max_concurrent, "search.max_concurrent")
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
@@ -297,11 +356,13 @@ def _ends(values: tuple) -> tuple:
 
 def smoke_twin(spec: SweepSpec) -> SweepSpec:
     """The spec shrunk to a CPU-minute: bundled digits data, 1 epoch, 1 trial per group, only the
-    first and last budget, fixed ratio and step count, one core per trial, fast timing. Model,
+    first and last budget, fixed ratio and step count (at most 3 steps), one core per trial, fast timing. Model,
     methods, schedule, iterative mode and search stay, so the smoke run exercises the same code."""
-    prune_steps = _ends(spec.prune_steps)
+    prune_steps = tuple(sorted({min(steps, 3) for steps in _ends(spec.prune_steps)}))  # 9 cycles prove no more than 3
     # recipes without fine-tuning stay without; agp prunes once per epoch, so it needs one per step
     finetune_epochs = 0 if spec.finetune.epochs == 0 else max(prune_steps) if spec.iterative == "agp" else 1
+    if spec.search.early_stopping == "asha":
+        finetune_epochs = spec.search.grace_epochs + 1  # ASHA needs a rung before the last epoch
     return dataclasses.replace(
         spec,
         name=f"{spec.name}-smoke",
@@ -314,6 +375,8 @@ def smoke_twin(spec: SweepSpec) -> SweepSpec:
         baseline=dataclasses.replace(spec.baseline, train=dataclasses.replace(spec.baseline.train, epochs=1, warmup_epochs=0), checkpoint=None),
         finetune=dataclasses.replace(spec.finetune, epochs=finetune_epochs, warmup_epochs=0),
         search=dataclasses.replace(spec.search, num_samples=1),
+        # two greedy steps judged right after pruning: every candidate is still tried once
+        netadapt=dataclasses.replace(spec.netadapt, short_epochs=0, step_fraction=max(spec.netadapt.step_fraction, 0.25)),
         measure=MeasureOptions(latency_batch_size=8, latency_repeats=3),
     )
 

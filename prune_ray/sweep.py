@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -18,9 +17,9 @@ from .spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spe
 from .data import DatasetFilesMissingError, load_dataset
 from .schedule import SEARCHED
 from .storage import open_storage
+from .summary import EXIT_ALL_FAILED, settle_unfinished, summarize  # noqa: F401  (EXIT_ALL_FAILED: part of the CLI)
 
 EXIT_BAD_INPUT = 2
-EXIT_ALL_FAILED = 3
 SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
 LOCAL_NODE_ADDRESS = "127.0.0.2"
 
@@ -95,17 +94,6 @@ def resumed_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
         raise SpecError(f"nothing to resume: no sweep {args.name!r} in {storage.uri} ({SAVED_SPEC} missing)")
     spec = spec_from_yaml(storage.read_bytes(saved).decode(), where=storage.uri_of(args.name, SAVED_SPEC))
     return dataclasses.replace(spec, storage=storage.uri), args.name
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,17 +267,18 @@ def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resum
           flush=True)
     final_dir = storage.uri_of(sweep, "tune-final")
     if resume and tune.Tuner.can_restore(final_dir):
-        tune.Tuner.restore(final_dir, trainable, resume_unfinished=True, restart_errored=True).fit()
+        results = tune.Tuner.restore(final_dir, trainable, resume_unfinished=True, restart_errored=True).fit()
+    elif configs:
+        results = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(configs)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(name="tune-final", storage_path=storage.uri_of(sweep),
+                                      failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=1),
+        ).fit()
+    else:
         return
-    if not configs:
-        return
-    tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name="tune-final", storage_path=storage.uri_of(sweep),
-                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=1),
-    ).fit()
+    settle_unfinished(storage, sweep, results)
 
 
 def run_sweep(
@@ -299,8 +288,8 @@ def run_sweep(
     from ray import tune
 
     from .results import read_results
-    from .search import GroupedSearcher
-    from .trial import TrialContext, tune_trial
+    from .search import GroupedASHA, GroupedSearcher, StudyJournal
+    from .trial import TrialContext, git_sha, trial_resources, tune_trial
 
     storage = open_storage(spec.storage)
     began = time.perf_counter()
@@ -319,18 +308,22 @@ def run_sweep(
     baseline_seconds = prepare_baselines(spec, sorted({group.seed for group in groups}))
     wants_scan = spec.schedule == "sensitivity" or (spec.schedule == "searched" and spec.search.seed_with_sensitivity)
     two_stage = spec.search.screen_epochs > 0
+    # other schedules are deterministic per operating point: repeating them would repeat one result
+    samples = spec.search.num_samples if spec.schedule in SEARCHED else 1
     searcher = GroupedSearcher(
         groups,
-        spec.search.num_samples,
+        samples,
         spaces if spec.schedule in SEARCHED else None,
         spec.search.sampler,
         shapes=sensitivity_shapes(spec, sweep) if wants_scan else None,
         stage="screen" if two_stage else "single",
+        journal=StudyJournal(spec.storage, sweep),
+        keep_range=tuple(spec.search.keep_range),
     )
     context = TrialContext(spec, sweep, baseline_seconds, git_sha())
-    trainable = tune.with_resources(
-        tune.with_parameters(tune_trial, context=context), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    )
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
+    stage_epochs = (spec.search.screen_epochs or spec.finetune.epochs) * (max(spec.prune_steps) if spec.iterative == "cycles" else 1)
+    scheduler = GroupedASHA(stage_epochs, spec.search.grace_epochs) if spec.search.early_stopping == "asha" else None
     tune_dir = storage.uri_of(sweep, "tune")
     if resume and tune.Tuner.can_restore(tune_dir):
         print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
@@ -342,7 +335,8 @@ def run_sweep(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                num_samples=len(groups) * spec.search.num_samples,
+                scheduler=scheduler,
+                num_samples=len(groups) * samples,
                 max_concurrent_trials=spec.search.max_concurrent,
                 reuse_actors=True,
             ),
@@ -354,16 +348,21 @@ def run_sweep(
             ),
         )
     screened = tuner.fit()
+    settle_unfinished(storage, sweep, screened)
     if two_stage:
         final_stage(spec, storage, sweep, trainable, screened, resume)
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)
 
 
 def operating_points(spec: SweepSpec) -> list:
-    """One group per (budget or fixed ratio) x method x prune_steps x seed."""
+    """One group per (budget or fixed ratio) x method x prune_steps x seed; a frontier search
+    (no budgets) has one group per method x prune_steps x seed."""
     from .search import Group
 
-    points = [(None, ratio) for ratio in spec.fixed_ratios] if spec.schedule == "fixed" else [(b, None) for b in spec.budgets]
+    if spec.schedule == "fixed":
+        points = [(None, ratio) for ratio in spec.fixed_ratios]
+    else:
+        points = [(b, None) for b in spec.budgets] or [(None, None)]
     return [
         Group(budget, method, seed, ratio, steps)
         for budget, ratio in points
@@ -384,30 +383,14 @@ def fit_to_local_machine(spec: SweepSpec, available: dict[str, float]) -> SweepS
     if resources.cpu > available.get("CPU", 1):
         print(f"[prune-ray] {resources.cpu} CPUs per trial asked, {available.get('CPU')} here: using all", flush=True)
         resources = dataclasses.replace(resources, cpu=float(available.get("CPU", 1)))
-    return dataclasses.replace(spec, resources=resources)
-
-
-def summarize(frame, trials_uri: str, seconds: float) -> int:
-    """Print where the rows are and the best row per (budget, method); 3 if every trial failed."""
-    ok = frame[frame["status"] == "ok"]
-    failed = frame[frame["status"] == "failed"]
-    print(f"\n[prune-ray] {len(frame)} trials ({len(ok)} ok, {len(failed)} failed) in {seconds:.1f} s")
-    print(f"[prune-ray] results: {trials_uri}")
-    if len(ok):
-        point = ["budget", "ratio", "method", "prune_steps", "stage"]
-        best = ok.sort_values("top1", ascending=False).groupby(point, sort=True, dropna=False).head(1)
-        columns = [*point, "budget_metric", "top1", "top1_pruned", "baseline_top1",
-                   "params_keep", "macs_keep", "speedup_measured", "trial_id"]
-        columns = [c for c in columns if best[c].notna().any()]  # hide budget or ratio when unused
-        print("[prune-ray] best row per budget and method:")
-        print(best.sort_values(point)[columns].to_string(index=False, float_format=lambda value: f"{value:.4f}"))
-    for _, row in failed.iterrows():
-        print(f"[prune-ray] failed {row['trial_id']} ({row['method']}, budget {row['budget']}, ratio {row['ratio']}): "
-              f"{str(row['error']).splitlines()[0]}")
-    if len(ok) == 0:
-        print("[prune-ray] error: every trial failed", file=sys.stderr)
-        return EXIT_ALL_FAILED
-    return 0
+    netadapt = spec.netadapt
+    if spec.schedule == "netadapt":
+        fits = max(1, int(available.get("CPU", 1) // resources.cpu) - 1)  # beside the trial's own bundle
+        if netadapt.parallel > fits:
+            print(f"[prune-ray] netadapt: {fits} candidate(s) at once here, not {netadapt.parallel}", flush=True)
+            netadapt = dataclasses.replace(netadapt, parallel=fits)
+            resources = dataclasses.replace(resources, cpu=min(resources.cpu, available.get("CPU", 1) / 2))
+    return dataclasses.replace(spec, resources=resources, netadapt=netadapt)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ Ray Tune, reporting each fine-tuning epoch so schedulers and searchers see progr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import socket
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass
@@ -25,11 +28,12 @@ from .iterative import prune_and_finetune
 from .measure import Measurement, measure
 from .prune import Calibration, get_method
 from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
-from .results import write_epochs, write_trial
+from .netadapt import Candidate, CandidateOutcome, ShortTune, local_short_tune, netadapt, short_tune_candidate
+from .results import write_epochs, write_steps, write_trial
 from .schedule import SEARCHED, plan_removal
 from .spec import SweepSpec, resolved_metric
 from .storage import open_storage
-from .train import evaluate
+from .train import TrainRecipe, evaluate, train
 
 Reporter = Callable[[dict[str, Any]], None]
 CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
@@ -108,7 +112,9 @@ def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers
 
 def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, report: Reporter) -> dict[str, Any]:
     """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
-    spec, group = context.spec, config["group"]
+    spec, group = context.spec, dict(config["group"])
+    shape = config.get("shape") or {}
+    target_keep = group["budget"] if group["budget"] is not None else shape.get("keep")  # frontier: proposed
     stage = config.get("stage", "single")
     finetune = dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
     method = get_method(group["method"])
@@ -161,28 +167,38 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
             baseline_macs=base.macs,
         )
 
-        began = time.perf_counter()
         layers = method.layers(model, example)
         baseline_resource = base.params if metric == "params" else base.macs
-        removed = plan_removal(spec.schedule, model, method, layers, group, config.get("shape") or {}, example, metric, baseline_resource)
-        row["time_prune_s"] = time.perf_counter() - began
+        calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
 
         def on_pruned(top1: float, top5: float) -> None:
             row["top1_pruned"], row["top5_pruned"] = top1, top5
+            # the trial's row while it fine-tunes: what remains if early stopping ends it here
+            write_trial(storage, {**row, "status": "running"})
 
         def on_epoch(stats) -> None:
             epochs.append(dataclasses.asdict(stats))
+            write_epochs(storage, context.sweep, trial_id, [{"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]}, *epochs])
             report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
 
         began = time.perf_counter()
-        calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
-        outcome = prune_and_finetune(
-            model, method, removed, mode=spec.iterative, steps=row["prune_steps"], data=data,
-            recipe=finetune, calibration=calibration, seed=group["seed"], on_epoch=on_epoch, on_pruned=on_pruned,
-        )
-        model = outcome.model
+        if spec.schedule == "netadapt":
+            searched = run_netadapt(spec, method, model, data, calibration, metric, target_keep, group["seed"], context, trial_id)
+            model, removed = searched.model, searched.removed
+            row["time_prune_s"] = time.perf_counter() - began
+            began = time.perf_counter()
+            on_pruned(*evaluate(model, data.val_x, data.val_y))
+            train(model, data, finetune, seed=group["seed"], on_epoch=on_epoch)  # NetAdapt's long fine-tune
+        else:
+            plan_group = {**group, "budget": target_keep}
+            removed = plan_removal(spec.schedule, model, method, layers, plan_group, shape, example, metric, baseline_resource)
+            row["time_prune_s"] = time.perf_counter() - began
+            began = time.perf_counter()
+            model = prune_and_finetune(
+                model, method, removed, mode=spec.iterative, steps=row["prune_steps"], data=data,
+                recipe=finetune, calibration=calibration, seed=group["seed"], on_epoch=on_epoch, on_pruned=on_pruned,
+            ).model
         row["time_finetune_s"] = time.perf_counter() - began
-        epochs.insert(0, {"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]})
 
         began = time.perf_counter()
         if method.records_thresholds:
@@ -195,19 +211,101 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         row["time_eval_s"] = time.perf_counter() - began
         row.update(dataclasses.asdict(pruned), **_derived(base, pruned))
         row["status"] = "ok"
-        if group["budget"] is not None:
+        if target_keep is not None:
             achieved = (pruned.params_nonzero if metric == "params" else pruned.macs) / baseline_resource
-            if achieved > group["budget"] * (1 + 1e-9):
-                raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {group['budget']}")
+            if achieved > target_keep * (1 + 1e-9):
+                raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {target_keep}")
     except Exception as error:  # a failed trial is a row, never a crashed sweep
         row["status"] = "failed"
         row["error"] = f"{type(error).__name__}: {error}"
         if not isinstance(error, (ValueError, RuntimeError)):
             row["error"] += "\n" + traceback.format_exc(limit=5)
     row["finished_at"] = _now()
+    if "top1_pruned" in row:
+        epochs.insert(0, {"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]})
     write_epochs(storage, context.sweep, trial_id, epochs)
     write_trial(storage, row)
     return row
+
+
+def run_netadapt(spec: SweepSpec, method, model, data: Dataset, calibration: Calibration, metric: str,
+                 budget: float, seed: int, context: TrialContext, trial_id: str):
+    """NetAdapt's greedy steps; their trace goes to <sweep>/netadapt/<trial_id>.parquet."""
+    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0)
+    task_pids: list[set[int]] = []  # per step: the Ray worker processes that ran its candidates
+    remote = ray_short_tune(spec, method.name, recipe, seed, task_pids)
+    local = local_short_tune(method, data, recipe, calibration, seed)
+    tried: list[int] = []
+
+    def short_tune(current: torch.nn.Module, candidates: list[Candidate]) -> list[CandidateOutcome]:
+        tried.append(len(candidates))
+        return (remote or local)(current, candidates)
+
+    searched = netadapt(model, method, data.example_inputs(1), metric, budget, spec.netadapt.step_fraction, short_tune)
+    steps = [
+        {"step": step.index, "layer": step.layer, "removed": step.removed, "candidates": count,
+         "task_processes": len(pids), "resource_keep": step.resource_keep, "top1": step.top1}
+        for step, count, pids in zip(searched.steps, tried, task_pids if remote else [set()] * len(tried))
+    ]
+    write_steps(open_storage(spec.storage), context.sweep, trial_id, steps)
+    return searched
+
+
+def ray_short_tune(
+    spec: SweepSpec, method_name: str, recipe: TrainRecipe, seed: int, task_pids: list[set[int]]
+) -> ShortTune | None:
+    """Candidates short-fine-tuned in parallel as Ray tasks in the trial's placement group (its
+    extra bundles, so trials never wait on each other's tasks); None outside a Ray trial."""
+    try:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    except ImportError:
+        return None
+    placement = ray.util.get_current_placement_group() if ray.is_initialized() else None
+    if placement is None or len(placement.bundle_specs) < 2:
+        return None
+
+    @ray.remote(num_returns=3, num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
+    def tune_candidate(model: torch.nn.Module, candidate: Candidate) -> tuple[float, int, torch.nn.Module]:
+        torch.set_num_threads(max(1, int(spec.resources.cpu)))
+        device = trial_device(spec)
+        data = load_dataset(spec.dataset, spec.data).to(device)
+        calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
+        top1, tuned = short_tune_candidate(model.to(device), get_method(method_name), candidate, data, recipe, calibration, seed)
+        return top1, os.getpid(), tuned.cpu()
+
+    strategy = PlacementGroupSchedulingStrategy(placement, placement_group_capture_child_tasks=True)
+
+    def short_tune(model: torch.nn.Module, candidates: list[Candidate]) -> list[CandidateOutcome]:
+        device = next(model.parameters()).device
+        shared = ray.put(copy.deepcopy(model).cpu())
+        refs = [tune_candidate.options(scheduling_strategy=strategy).remote(shared, c) for c in candidates]
+        top1s = ray.get([top1 for top1, _, _ in refs])
+        task_pids.append(set(ray.get([pid for _, pid, _ in refs])))
+        return [CandidateOutcome(top1, lambda ref=ref: ray.get(ref).to(device)) for top1, (_, _, ref) in zip(top1s, refs)]
+
+    return short_tune
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def trial_resources(spec: SweepSpec):
+    """What one trial holds: its cores and GPU share, and for netadapt as many more bundles as
+    candidates it fine-tunes at once (its Ray tasks run there, so trials never starve each other)."""
+    from ray import tune
+
+    bundle = {"CPU": spec.resources.cpu, **({"GPU": spec.resources.gpu} if spec.resources.gpu else {})}
+    extra = spec.netadapt.parallel if spec.schedule == "netadapt" else 0
+    return tune.PlacementGroupFactory([bundle] * (1 + extra))
 
 
 def _ray_version() -> str | None:
@@ -234,6 +332,8 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
             "top1_pruned": row.get("top1_pruned"),
             "params_keep": row.get("params_keep"),
             "macs_keep": row.get("macs_keep"),
+            # the budgeted resource kept: a frontier search's second objective
+            "resource_keep": row.get("macs_keep") if row["budget_metric"] == "macs" else row.get("params_keep"),
             "status": row["status"],
             "error": row.get("error") or "",
         }

@@ -48,3 +48,14 @@ def ray_env():
     short = tempfile.mkdtemp(prefix="prt", dir="/tmp")
     yield {**os.environ, "RAY_TMPDIR": short, "HOME": short, "PYTHONUNBUFFERED": "1"}
     shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray(ray_env):
+    """One in-process local Ray instance per test module: sweeps run through `sweep.main` in this
+    process, the way the CLI runs them, minus a Ray start per test."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_env["RAY_TMPDIR"], configure_logging=False)
+    yield
+    ray.shutdown()

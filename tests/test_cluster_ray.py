@@ -3,7 +3,10 @@
 import sys
 import time
 
+import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from loopback_cluster import LoopbackCluster
 from prune_ray.results import read_results
@@ -94,6 +97,13 @@ def test_a_killed_driver_resumes_without_losing_or_duplicating_rows(cluster, tmp
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-2000:]
     assert "resuming" in resumed.stdout
     exactly_one_ok_row_per_planned_trial(storage, "s")
+    # the Optuna studies continued in the journal: one answer per planned trial, none left running
+    journal = JournalStorage(JournalFileBackend(str(storage / "s" / "optuna.journal")))
+    names = optuna.study.get_all_study_names(storage=journal)
+    assert len(names) == PLANNED  # one study per operating point
+    for name in names:
+        states = [t.state.name for t in optuna.load_study(study_name=name, storage=journal).trials]
+        assert states.count("COMPLETE") == 1 and "RUNNING" not in states, (name, states)
 
 
 def test_storage_a_node_cannot_see_is_refused_before_anything_runs(tmp_path):

@@ -5,7 +5,7 @@ import sys
 
 RAY_FREE = [
     "spec", "data", "models", "train", "prune", "measure", "budget", "baseline", "results", "storage",
-    "iterative", "analyze", "frontier",
+    "iterative", "analyze", "frontier", "netadapt", "summary", "schedule", "sensitivity",
 ]
 
 

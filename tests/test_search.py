@@ -1,10 +1,17 @@
 """The searcher Tune drives: one Optuna study per operating point, real samplers."""
 
+from types import SimpleNamespace
+
+import numpy as np
 import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import Searcher
 
-from prune_ray.search import SAMPLER_FACTORIES, GroupedSearcher, Group, shape_space
+from prune_ray.frontier import non_dominated
+from prune_ray.search import SAMPLER_FACTORIES, Group, GroupedASHA, GroupedSearcher, StudyJournal, shape_space
 from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
 from prune_ray.sweep import operating_points
 
@@ -12,7 +19,7 @@ from prune_ray.sweep import operating_points
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_proposes_weights_inside_the_space(sampler):
     space = shape_space(4, 0.05)
-    study = optuna.create_study(direction="maximize", sampler=SAMPLER_FACTORIES[sampler](0))
+    study = optuna.create_study(direction="maximize", sampler=SAMPLER_FACTORIES[sampler](0, 5))
     for _ in range(5):
         trial = study.ask(space)
         assert set(trial.params) == {"w000", "w001", "w002", "w003"}
@@ -21,18 +28,84 @@ def test_every_sampler_proposes_weights_inside_the_space(sampler):
     assert len(study.trials) == 5
 
 
-def test_groups_interleave_and_each_keeps_its_own_study():
+def test_groups_interleave_and_each_keeps_its_own_study(tmp_path):
     groups = [Group(0.5, "magnitude", 0), Group(0.3, "magnitude", 0)]
-    searcher = GroupedSearcher(groups, 2, {"magnitude": shape_space(3, 0.05)}, "tpe")
-    configs = [searcher.suggest(f"t{i}") for i in range(4)]
-    assert [c["group"]["budget"] for c in configs] == [0.5, 0.3, 0.5, 0.3]  # every budget early
-    assert searcher.suggest("t4") == Searcher.FINISHED
+    journal = StudyJournal(str(tmp_path), "s")
+    searcher = GroupedSearcher(groups, 3, {"magnitude": shape_space(3, 0.05)}, "tpe", journal=journal)
+    configs = [searcher.suggest(f"t{i}") for i in range(6)]
+    assert [c["group"]["budget"] for c in configs] == [0.5, 0.3, 0.5, 0.3, 0.5, 0.3]  # every budget early
+    assert searcher.suggest("t6") == Searcher.FINISHED
+    searcher.on_trial_result("t0", {"top1": 0.7, "epoch": 1, "status": "running"})
     searcher.on_trial_complete("t0", {"top1": 0.9, "status": "ok"})
     searcher.on_trial_complete("t1", {"top1": 0.0, "status": "failed"})
-    first, second = (study._ot_study for study in searcher._studies)
-    states = lambda s: sorted(t.state.name for t in s.trials)  # noqa: E731
-    assert states(first) == ["COMPLETE", "RUNNING"] and first.best_value == 0.9
-    assert states(second) == ["FAIL", "RUNNING"]  # a failed trial is no accuracy of 0 to Optuna
+    searcher.on_trial_result("t3", {"top1": 0.2, "epoch": 1, "status": "running"})
+    searcher.on_trial_complete("t3", {"top1": 0.2, "epoch": 1, "status": "running"})  # stopped by ASHA
+    # the studies are in Optuna's journal file, where optuna-dashboard reads them
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "s" / "optuna.journal")))
+    first = optuna.load_study(study_name="magnitude-budget0.5-steps1-seed0-single", storage=storage)
+    second = optuna.load_study(study_name="magnitude-budget0.3-steps1-seed0-single", storage=storage)
+    states = lambda s: [t.state.name for t in s.trials]  # noqa: E731
+    assert states(first) == ["COMPLETE", "RUNNING", "RUNNING"] and first.best_value == 0.9
+    assert first.trials[0].intermediate_values == {1: 0.7}
+    # a failed trial is no accuracy of 0 to Optuna; a stopped one is pruned at its last epoch
+    assert states(second) == ["FAIL", "PRUNED", "RUNNING"] and second.trials[1].intermediate_values == {1: 0.2}
+
+
+def test_a_restored_searcher_continues_its_studies_and_fails_orphans(tmp_path):
+    """--resume: Tune restores the searcher from its checkpoint; the studies continue from the
+    journal, and a trial proposed after the checkpoint (lost with the driver) becomes FAIL."""
+    groups = [Group(0.5, "l1_filter", 0)]
+    searcher = GroupedSearcher(groups, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(str(tmp_path), "s"))
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
+    searcher.suggest("b")
+    searcher.save(str(tmp_path / "checkpoint.pkl"))
+    searcher.suggest("c")  # the driver dies before Tune checkpoints again: c is an orphan
+    restored = GroupedSearcher([], 1, {}, "tpe")
+    restored.restore(str(tmp_path / "checkpoint.pkl"))
+    third = restored.suggest("c2")
+    restored.on_trial_complete("b", {"top1": 0.6, "status": "ok"})
+    restored.on_trial_complete("c2", {"top1": 0.7, "status": "ok"})
+    study = restored.study(0)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert [t.value for t in study.trials if t.value is not None] == [0.8, 0.6, 0.7]
+    assert study.trials[3].params == third["shape"]
+    restored.on_trial_complete("b", {"top1": 0.1, "status": "ok"})  # Tune reran b after the resume
+    assert study.trials[1].value == 0.6  # the first answer stands
+
+
+def test_a_frontier_group_searches_the_kept_fraction_against_accuracy(tmp_path):
+    searcher = GroupedSearcher(
+        [Group(None, "l1_filter", 0)], 8, {"l1_filter": shape_space(2, 0.05)}, "nsga2", keep_range=(0.2, 0.8)
+    )
+    for index in range(8):
+        shape = searcher.suggest(f"t{index}")["shape"]
+        assert 0.2 <= shape["keep"] <= 0.8
+        # an accuracy that grows with the kept fraction, with a penalty on one layer's weight
+        searcher.on_trial_complete(f"t{index}", {"top1": shape["keep"] - shape["w000"] / 4, "resource_keep": shape["keep"], "status": "ok"})
+    study = searcher.study(0)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    values = np.array([t.values for t in study.trials])
+    front = {t.number for t in study.best_trials}
+    assert front == set(np.flatnonzero(non_dominated(values[:, 1], values[:, 0])))
+
+
+def test_asha_compares_a_trial_only_with_its_own_budget():
+    def trial(name, budget):
+        return SimpleNamespace(trial_id=name, config={"group": {"budget": budget, "method": "l1_filter"}, "stage": "single"})
+
+    strong, weak, weaker = trial("strong", 0.9), trial("weak", 0.1), trial("weaker", 0.1)
+    shared = AsyncHyperBandScheduler(time_attr="epoch", metric="top1", mode="max", max_t=9, grace_period=1,
+                                     reduction_factor=3, brackets=1, stop_last_trials=False)
+    grouped = GroupedASHA(max_epochs=9, grace_epochs=1)
+    decisions = {}
+    for name, scheduler in (("shared", shared), ("grouped", grouped)):
+        for each in (strong, weak, weaker):
+            scheduler.on_trial_add(None, each)
+        scheduler.on_trial_result(None, strong, {"epoch": 1, "top1": 0.95})
+        decisions[name] = [scheduler.on_trial_result(None, each, {"epoch": 1, "top1": top1}) for each, top1 in ((weak, 0.5), (weaker, 0.2))]
+    assert decisions["shared"] == ["STOP", "STOP"]  # one ASHA for all budgets cuts the 0.1 budget's trials
+    assert decisions["grouped"] == ["CONTINUE", "STOP"]  # per budget: only the weaker 0.1 trial goes
 
 
 def test_operating_points_cross_budgets_methods_steps_and_seeds():

@@ -51,6 +51,17 @@ def test_yaml_values_become_typed_fields(tmp_path):
         ("name: ../escape\n", ["name", "'../escape'"]),
         ("- just\n- a list\n", ["expected a mapping"]),
         ("budgets: [0.5\n", ["not valid YAML", "line"]),
+        ("budgets: []\nsearch: {sampler: cmaes}\n", ["budgets: []", "nsga2", "'cmaes'"]),
+        ("budgets: []\nschedule: uniform\nsearch: {sampler: nsga2}\n", ["budgets: []", "'uniform'"]),
+        ("budgets: []\nsearch: {sampler: nsga2, screen_epochs: 1}\n", ["budgets: []", "screen_epochs"]),
+        ("search: {keep_range: [0.9, 0.2]}\n", ["search.keep_range", "[0.9, 0.2]", "0 < low < high <= 1"]),
+        ("search: {early_stopping: hyperband}\n", ["search.early_stopping", "'hyperband'", "asha"]),
+        ("search: {early_stopping: asha, grace_epochs: 3}\n", ["search.grace_epochs", "3", "finetune.epochs"]),
+        ("schedule: netadapt\nmethods: [tucker]\n", ["netadapt", "'tucker'"]),
+        ("schedule: netadapt\niterative: cycles\nprune_steps: [2]\n", ["netadapt", "oneshot"]),
+        ("netadapt: {step_fraction: 1.5}\n", ["netadapt.step_fraction", "1.5", "(0, 1)"]),
+        ("netadapt: {parallel: 0}\n", ["netadapt.parallel", "> 0"]),
+        ("netadapt: {stepsize: 0.1}\n", ["netadapt", "unknown key 'stepsize'", "step_fraction"]),
     ],
 )
 def test_bad_specs_give_one_line_errors_naming_the_value(tmp_path, text, fragments):

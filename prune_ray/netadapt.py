@@ -1,0 +1,165 @@
+"""NetAdapt (Yang et al. 2018): shrink a network in steps, pruning one layer per step.
+
+Each step must cut the resource by a fixed fraction of the baseline's. Every layer proposes the
+fewest units whose removal alone meets the step's target; each proposal is pruned and briefly
+fine-tuned, and the most accurate one becomes the next model. The short fine-tunes are
+independent, so a caller may run them in parallel (as Ray tasks) through its own `short_tune`;
+this module is the Ray-free core and `local_short_tune` runs them one after another.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .budget import BudgetUnreachableError, _boundary, _check_reachable, measured_resource_fn
+from .data import Dataset
+from .measure import resource
+from .prune import Calibration, PruningMethod
+from .train import TrainRecipe, evaluate, train
+
+
+@dataclass(frozen=True)
+class Candidate:
+    layer: str  # layer name, as in method.layers
+    removed: int  # units removed from `layer` on top of the current model
+    resource: float  # absolute resource of the current model pruned so (measured on a pruned copy)
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    top1: float  # validation top-1 after the short fine-tune
+    fetch: Callable[[], nn.Module]  # the pruned, fine-tuned model; lazy, so only the winner travels
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 1-based
+    layer: str  # the winning candidate's layer
+    removed: int  # units it removed in this step
+    resource_keep: float  # resource of the model after this step / baseline resource
+    top1: float  # the winner's validation top-1 after its short fine-tune
+
+
+@dataclass
+class NetAdaptResult:
+    model: nn.Module
+    removed: dict[str, int]  # cumulative units removed per layer of the original model (0: untouched)
+    steps: list[Step]
+
+
+# (current model, candidates) -> one outcome per candidate, in the same order
+ShortTune = Callable[[nn.Module, list[Candidate]], list[CandidateOutcome]]
+
+
+def short_tune_candidate(
+    model: nn.Module,
+    method: PruningMethod,
+    candidate: Candidate,
+    data: Dataset,
+    recipe: TrainRecipe,
+    calibration: Calibration,
+    seed: int,
+) -> tuple[float, nn.Module]:
+    """(validation top-1, model) of a copy of `model` pruned as `candidate` says and fine-tuned for
+    recipe.epochs (0: candidates are ranked by their accuracy right after pruning)."""
+    pruned = method.prune(copy.deepcopy(model), {candidate.layer: candidate.removed}, calibration)
+    train(pruned, data, recipe, seed=seed)
+    top1, _ = evaluate(pruned, data.val_x, data.val_y)
+    return top1, pruned
+
+
+def local_short_tune(
+    method: PruningMethod, data: Dataset, recipe: TrainRecipe, calibration: Calibration, seed: int
+) -> ShortTune:
+    """Candidates fine-tuned one after another in this process (no Ray; tests, small models)."""
+
+    def short_tune(model: nn.Module, candidates: list[Candidate]) -> list[CandidateOutcome]:
+        outcomes = []
+        for candidate in candidates:
+            top1, tuned = short_tune_candidate(model, method, candidate, data, recipe, calibration, seed)
+            outcomes.append(CandidateOutcome(top1, lambda tuned=tuned: tuned))
+        return outcomes
+
+    return short_tune
+
+
+def _candidates(
+    current: nn.Module, method: PruningMethod, example: torch.Tensor, metric: str, step_target: float,
+    caps: dict[str, int],
+) -> list[Candidate]:
+    """Per layer, the fewest units that alone bring the resource to `step_target`; if no layer can,
+    every layer at its cap (the largest single-layer cuts), so the resource still falls."""
+    resource_of = measured_resource_fn(current, method, example, metric)
+    fitting, largest = [], []
+    for layer in method.layers(current, example):
+        if layer.name not in caps:
+            raise RuntimeError(f"layer {layer.name!r} is not in the original model; netadapt needs stable layer names")
+        cap = caps[layer.name]
+        if cap <= 0:
+            continue
+        at_cap = resource_of({layer.name: cap})
+        largest.append(Candidate(layer.name, cap, at_cap))
+        if at_cap <= step_target:  # removing 0 units misses the target (achieved > step_target)
+            fits = lambda k, name=layer.name: resource_of({name: k}) <= step_target  # noqa: E731
+            fewest = _boundary(cap, 0, fits)
+            fitting.append(Candidate(layer.name, fewest, resource_of({layer.name: fewest})))
+    return fitting or largest
+
+
+def netadapt(
+    model: nn.Module,
+    method: PruningMethod,
+    example: torch.Tensor,
+    metric: str,
+    budget: float,
+    step_fraction: float,
+    short_tune: ShortTune,
+    on_step: Callable[[Step], None] = lambda step: None,
+) -> NetAdaptResult:
+    """Prune `model` to at most `budget` x its resource, step_fraction x the baseline per step (the
+    last step lands on the budget). `model` itself is never changed: candidates are pruned copies."""
+    if method.granularity == "lowrank":
+        raise ValueError(
+            f"netadapt prunes a layer again and again, and {method.name!r} factorises (lowrank) once; "
+            "allowed: unstructured and structured methods"
+        )
+    if not 0 < budget <= 1:
+        raise ValueError(f"budget {budget} is outside (0, 1]")
+    if not 0 < step_fraction < 1:
+        raise ValueError(f"step_fraction {step_fraction} is outside (0, 1)")
+    baseline = resource(model, example, metric)
+    target = budget * baseline
+    original = {layer.name: layer.units for layer in method.layers(model, example)}
+    # max_ratio is relative to the original layer, for masks and removed channels alike
+    most = {name: math.floor(method.max_ratio * units + 1e-9) for name, units in original.items()}
+    # fail before any fine-tuning: every layer at its cap is the smallest model netadapt can reach
+    _check_reachable(measured_resource_fn(model, method, example, metric)(most), target, method.max_ratio)
+    removed = dict.fromkeys(original, 0)
+    current, achieved, steps = model, baseline, []
+    while achieved > target:
+        step_target = max(target, achieved - step_fraction * baseline)
+        caps = {name: most[name] - removed[name] for name in original}
+        candidates = _candidates(current, method, example, metric, step_target, caps)
+        if not candidates:
+            raise BudgetUnreachableError(
+                f"budget unreachable: every layer at max ratio {method.max_ratio} keeps {achieved / baseline:.4g} > {budget}"
+            )
+        outcomes = short_tune(current, candidates)
+        if len(outcomes) != len(candidates):
+            raise RuntimeError(f"short_tune returned {len(outcomes)} outcomes for {len(candidates)} candidates")
+        winner, outcome = max(zip(candidates, outcomes), key=lambda pair: (pair[1].top1, -pair[0].resource))
+        current = outcome.fetch()
+        removed[winner.layer] += winner.removed
+        previous, achieved = achieved, resource(current, example, metric)  # the real model, not the estimate
+        if achieved >= previous:
+            raise RuntimeError(f"step {len(steps) + 1} did not shrink the {metric}: {achieved:.6g} >= {previous:.6g}")
+        step = Step(len(steps) + 1, winner.layer, winner.removed, achieved / baseline, outcome.top1)
+        on_step(step)
+        steps.append(step)
+    return NetAdaptResult(current, removed, steps)

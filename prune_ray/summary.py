@@ -1,0 +1,76 @@
+"""What a sweep prints when it ends, and the rows Tune left unfinished (plain pandas, no Ray)."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .frontier import non_dominated
+from .results import read_trial, write_trial
+from .storage import Storage
+
+EXIT_ALL_FAILED = 3
+
+
+def settle_unfinished(storage: Storage, sweep: str, results: Iterable) -> int:
+    """Rows still 'running' once Tune is done: trials the scheduler stopped early (their last report
+    was an epoch, whose accuracy becomes the row's) or trials that died past their retries.
+    `results` are Tune's ray.tune.Result objects (anything with .metrics and .error). Returns how many rows
+    changed."""
+    settled = 0
+    for result in results:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id")
+        row = read_trial(storage, sweep, trial_id) if trial_id else None
+        if row is None or row["status"] != "running":
+            continue
+        if result.error is None and "epoch" in metrics:
+            row.update(status="stopped", top1=metrics["top1"], top5=metrics["top5"], finetune_epochs=metrics["epoch"])
+        else:
+            row.update(status="failed", error=f"{type(result.error).__name__}: {str(result.error).splitlines()[0]}")
+        row["finished_at"] = datetime.datetime.now(datetime.timezone.utc)
+        write_trial(storage, row)
+        settled += 1
+    return settled
+
+
+def kept_fraction(rows: pd.DataFrame):
+    """The budgeted resource each row kept (macs_keep or params_keep, by its budget metric)."""
+    on_macs = (rows["budget_metric"] == "macs").to_numpy(bool)
+    return np.where(on_macs, rows["macs_keep"].to_numpy(float), rows["params_keep"].to_numpy(float))
+
+
+def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
+    """Print where the rows are and the best row per (budget, method), or a frontier search's
+    non-dominated rows; returns 3 if every trial failed."""
+    ok = frame[frame["status"] == "ok"]
+    failed = frame[frame["status"] == "failed"]
+    stopped = frame[frame["status"] == "stopped"]
+    print(f"\n[prune-ray] {len(frame)} trials ({len(ok)} ok, {len(stopped)} stopped early, {len(failed)} failed) "
+          f"in {seconds:.1f} s")
+    print(f"[prune-ray] results: {trials_uri}")
+    columns = ["budget_metric", "top1", "top1_pruned", "baseline_top1", "params_keep", "macs_keep", "speedup_measured", "trial_id"]
+    number = lambda value: f"{value:.4f}"  # noqa: E731
+    frontier = ok[ok["budget"].isna() & ok["ratio"].isna()]
+    if len(frontier) and frontier["schedule"].isin(["searched", "conv_fc"]).all():
+        front = pd.concat([rows[non_dominated(kept_fraction(rows), rows["top1"].to_numpy(float))]
+                           for _, rows in frontier.groupby("method")])
+        print("[prune-ray] non-dominated rows (top-1 against resource kept):")
+        print(front.sort_values(["method", "top1"])[["method", *columns]].to_string(index=False, float_format=number))
+    elif len(ok):
+        point = ["budget", "ratio", "method", "prune_steps", "stage"]
+        best = ok.sort_values("top1", ascending=False).groupby(point, sort=True, dropna=False).head(1)
+        shown = [c for c in [*point, *columns] if best[c].notna().any()]  # hide budget or ratio when unused
+        print("[prune-ray] best row per budget and method:")
+        print(best.sort_values(point)[shown].to_string(index=False, float_format=number))
+    for _, row in failed.iterrows():
+        print(f"[prune-ray] failed {row['trial_id']} ({row['method']}, budget {row['budget']}, ratio {row['ratio']}): "
+              f"{str(row['error']).splitlines()[0]}")
+    if len(ok) == 0:
+        print("[prune-ray] error: every trial failed", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    return 0
