@@ -1,14 +1,16 @@
 """Does searching per-layer ratios beat one ratio everywhere? Searched (TPE) against uniform and
 random schedules, at equal trial counts, on digits.
 
-    python benchmarks/search_strategies.py [--samples 6] [--budgets 0.5 0.3] [--seeds 0 1 2]
+    python benchmarks/search_strategies.py [--samples 12] [--budgets 0.5 0.3] [--seeds 0 1 2]
         [--method l1_filter] [--storage benchmarks/out/search]
 
 Each strategy is one real sweep (Ray Tune + Optuna, python -m prune_ray.sweep) over the budgets
 and seeds, with --samples trials per (budget, seed). Per (strategy, budget, seed) the trial with
 the best validation top-1 is what the search returns; the table gives the mean and standard
-deviation over seeds of its validation and test top-1. Uniform proposes the same schedule every
-time, so its extra trials only measure run-to-run noise: that is the point of the comparison.
+deviation over seeds of its validation and test top-1. tpe-asha is TPE with ASHA early stopping
+per (budget, seed): same trial count, fewer fine-tuning epochs. Uniform is one deterministic schedule per
+point, so the sweep runs it once per (budget, seed): the baseline the searches must beat. TPE
+starts from a third of the trials drawn at random (prune_ray.search.startup_trials), then models.
 """
 
 from __future__ import annotations
@@ -24,28 +26,35 @@ import pandas as pd
 
 from prune_ray.results import read_results
 
-STRATEGIES = {"tpe": ("searched", "tpe"), "random": ("searched", "random"), "uniform": ("uniform", "tpe")}
+# name -> (schedule, sampler, early stopping)
+STRATEGIES = {
+    "tpe": ("searched", "tpe", "none"),
+    "tpe-asha": ("searched", "tpe", "asha"),
+    "random": ("searched", "random", "none"),
+    "uniform": ("uniform", "tpe", "none"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=6, help="trials per (budget, seed) for every strategy")
+    parser.add_argument("--samples", type=int, default=12, help="trials per (budget, seed) for every strategy")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--method", default="l1_filter")
-    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--storage", default=os.path.join("benchmarks", "out", "search"))
     args = parser.parse_args()
 
     os.makedirs(args.storage, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     rows = []
-    for strategy, (schedule, sampler) in STRATEGIES.items():
+    for strategy, (schedule, sampler, early_stopping) in STRATEGIES.items():
         spec_path = os.path.join(args.storage, f"{strategy}.yaml")
         with open(spec_path, "w") as handle:
             handle.write(
                 f"name: search-{strategy}\nmethods: [{args.method}]\nbudgets: {args.budgets}\nseeds: {args.seeds}\n"
-                f"schedule: {schedule}\nsearch: {{sampler: {sampler}, num_samples: {args.samples}, max_concurrent: 2}}\n"
+                f"schedule: {schedule}\nsearch: {{sampler: {sampler}, num_samples: {args.samples}, max_concurrent: 2, "
+                f"early_stopping: {early_stopping}, grace_epochs: 1}}\n"
                 f"finetune: {{epochs: {args.finetune_epochs}, lr: 0.01}}\nmeasure: {{latency_repeats: 3}}\n"
             )
         sweep = f"{strategy}-{stamp}"
@@ -54,22 +63,26 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - began
         frame = read_results(args.storage, sweep)
-        ok = frame[frame["status"] == "ok"]
+        ok = frame[frame["status"] == "ok"]  # an ASHA-stopped trial is never the one a search returns
         best = ok.sort_values("top1", ascending=False).groupby(["budget", "seed"]).head(1)
         for budget, runs in best.groupby("budget"):
             rows.append({
-                "strategy": strategy, "budget": budget, "trials_per_seed": args.samples, "seeds": len(runs),
+                "strategy": strategy, "budget": budget, "trials_per_seed": len(frame[frame["budget"] == budget]) // len(runs), "seeds": len(runs),
                 "top1_mean": runs["top1"].mean(), "top1_std": runs["top1"].std(ddof=1),
                 "test_top1_mean": runs["test_top1"].mean(), "test_top1_std": runs["test_top1"].std(ddof=1),
                 "top1_pruned_mean": runs["top1_pruned"].mean(), "failed": int((frame["status"] == "failed").sum()),
+                # fine-tuning epochs all trials of the budget ran, per seed: what ASHA saves
+                "epochs_per_seed": frame[frame["budget"] == budget]["finetune_epochs"].sum() / len(runs),
                 "sweep_seconds": seconds,
             })
     table = pd.DataFrame(rows).sort_values(["budget", "strategy"], ascending=[False, True])
     print(f"\n{args.method} on digits_cnn/digits, {args.samples} trials per (budget, seed), seeds {args.seeds}\n")
-    print("| budget | strategy | val top-1 (mean ± std) | test top-1 (mean ± std) | top-1 before fine-tune | sweep time |")
-    print("|---|---|---|---|---|---|")
+    print("| budget | strategy | trials per seed | fine-tune epochs per seed | val top-1 (mean ± std) | "
+          "test top-1 (mean ± std) | top-1 before fine-tune | sweep time |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in table.itertuples():
-        print(f"| {row.budget} | {row.strategy} | {100 * row.top1_mean:.2f} ± {100 * row.top1_std:.2f} | "
+        print(f"| {row.budget} | {row.strategy} | {row.trials_per_seed} | {row.epochs_per_seed:.0f} | "
+              f"{100 * row.top1_mean:.2f} ± {100 * row.top1_std:.2f} | "
               f"{100 * row.test_top1_mean:.2f} ± {100 * row.test_top1_std:.2f} | {100 * row.top1_pruned_mean:.2f} | "
               f"{row.sweep_seconds:.0f} s |")
     print("\n" + json.dumps(rows, default=float))

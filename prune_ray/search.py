@@ -33,12 +33,19 @@ from .schedule import shape_key
 from .storage import open_storage
 
 SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, trials per group) -> sampler
+
+def startup_trials(samples: int) -> int:
+    """Random trials before a model-based sampler takes over. Optuna's 10 would leave a study of 10
+    trials or fewer purely random (so TPE would equal random search); a third of the trials, 3 to 10."""
+    return min(10, max(3, samples // 3))
+
+
 SAMPLER_FACTORIES: dict[str, SamplerFactory] = {
-    "tpe": lambda seed, samples: optuna.samplers.TPESampler(seed=seed),
+    "tpe": lambda seed, samples: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(samples)),
     "random": lambda seed, samples: optuna.samplers.RandomSampler(seed=seed),
     # CMA-ES needs a few random trials to start from; it falls back to random sampling meanwhile
     "cmaes": lambda seed, samples: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    "gp": lambda seed, samples: optuna.samplers.GPSampler(seed=seed),
+    "gp": lambda seed, samples: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(samples)),
     "qmc": lambda seed, samples: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
     # NSGA-II's default population of 50 would leave a small sweep in its random first generation;
     # a quarter of the trials per generation gives at least four generations

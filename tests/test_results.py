@@ -77,3 +77,28 @@ def test_no_path_part_can_leave_the_storage_root(tmp_path):
     with pytest.raises(ValueError, match="would leave the storage root"):
         write_trial(storage, row("../../escape"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_left_running_are_settled_as_stopped_or_failed(tmp_path):
+    """Tune's results for trials whose row still says 'running': stopped by ASHA after an epoch
+    (its last report) or dead past its retries; finished rows are left as they are."""
+    from types import SimpleNamespace
+
+    from prune_ray.summary import settle_unfinished
+
+    storage = open_storage(str(tmp_path))
+    write_trial(storage, row("stopped", status="running", top1=None, finetune_epochs=None, top1_pruned=0.7))
+    write_trial(storage, row("dead", status="running", top1=None))
+    write_trial(storage, row("done", status="ok", top1=0.95))
+    results = [
+        SimpleNamespace(metrics={"trial_id": "stopped", "epoch": 2, "top1": 0.81, "top5": 0.99, "status": "running"}, error=None),
+        SimpleNamespace(metrics={"trial_id": "dead", "epoch": 1, "top1": 0.5}, error=RuntimeError("node died\nmore")),
+        SimpleNamespace(metrics={"trial_id": "done", "top1": 0.95, "status": "ok"}, error=None),
+        SimpleNamespace(metrics={}, error=RuntimeError("died before reporting")),  # wrote no row: nothing to settle
+    ]
+    assert settle_unfinished(storage, "s1", results) == 2
+    frame = read_results(str(tmp_path), "s1").set_index("trial_id")
+    assert frame.loc["stopped", "status"] == "stopped" and frame.loc["stopped", "top1"] == 0.81
+    assert frame.loc["stopped", "finetune_epochs"] == 2 and frame.loc["stopped", "top1_pruned"] == 0.7
+    assert frame.loc["dead", "status"] == "failed" and frame.loc["dead", "error"] == "RuntimeError: node died"
+    assert frame.loc["done", "status"] == "ok" and frame.loc["done", "top1"] == 0.95

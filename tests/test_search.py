@@ -1,18 +1,22 @@
-"""The searcher Tune drives: one Optuna study per operating point, real samplers."""
+"""The searcher and scheduler Tune drives: one Optuna study per operating point in a journal, real
+samplers, ASHA per operating point."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import optuna
+import pyarrow.fs as pafs
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import Searcher
 
+from prune_ray import search
 from prune_ray.frontier import non_dominated
 from prune_ray.search import SAMPLER_FACTORIES, Group, GroupedASHA, GroupedSearcher, StudyJournal, shape_space
 from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
+from prune_ray.storage import Storage
 from prune_ray.sweep import operating_points
 
 
@@ -117,3 +121,25 @@ def test_operating_points_cross_budgets_methods_steps_and_seeds():
     }
     fixed = operating_points(with_overrides(SweepSpec(), schedule="fixed", fixed_ratios=(0.3, 0.6)))
     assert {(p.budget, p.ratio) for p in fixed} == {(None, 0.3), (None, 0.6)}
+
+
+def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_on_resume(tmp_path, monkeypatch):
+    """s3:// and gs:// take no appends: Optuna appends to a local copy, which every Tune checkpoint
+    of the searcher uploads. The bucket here is a directory behind a pyarrow SubTreeFileSystem,
+    which, like S3, is not a LocalFileSystem."""
+    bucket = tmp_path / "bucket"
+    (bucket / "prefix").mkdir(parents=True)
+    remote = Storage(fs=pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem()), root="prefix", uri="s3://bucket/prefix")
+    monkeypatch.setattr(search, "open_storage", lambda uri: remote)
+    uploaded = bucket / "prefix" / "s" / "optuna.journal"
+    searcher = GroupedSearcher([Group(0.5, "l1_filter", 0)], 2, {"l1_filter": shape_space(2, 0.05)}, "tpe",
+                               journal=StudyJournal("s3://bucket/prefix", "s"))
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
+    assert not uploaded.exists()  # nothing is appended to the bucket itself
+    searcher.save(str(tmp_path / "checkpoint.pkl"))
+    assert uploaded.stat().st_size > 0
+    restored = GroupedSearcher([], 1, {}, "tpe")
+    restored.restore(str(tmp_path / "checkpoint.pkl"))
+    assert restored._journal.file != searcher._journal.file  # a fresh local copy, downloaded
+    assert [t.value for t in restored.study(0).trials] == [0.8]
