@@ -18,10 +18,9 @@ import pandas as pd
 
 # What makes two trials the same operating point. budget and ratio are both keys: a budgeted row has
 # ratio null and a fixed-ratio row has budget null, so together they mean "budget, else ratio".
-# A frontier search (no budget, no ratio) proposes the kept fraction itself: each of its trials is a
-# point of its own (frontier_trial is its trial id, null for every other row).
+# point_detail tells apart points that budget and ratio cannot: see `point_detail`.
 POINT_KEYS = (
-    "model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps", "frontier_trial"
+    "model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps", "point_detail"
 )
 RUN_KEYS = ("sweep", "seed")
 FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only comparable within one metric
@@ -51,15 +50,32 @@ def usable_rows(results: pd.DataFrame, include_screen: bool = False) -> pd.DataF
         rows[name] = column.where(column.notna(), None)
     for name in NUMBER_COLUMNS:
         rows[name] = results[name].astype("float64") if name in results else np.nan
-    searched_freely = rows["budget"].isna() & rows["ratio"].isna() & rows["schedule"].isin(["searched", "conv_fc"])
-    trial_ids = results["trial_id"].astype(object) if "trial_id" in results else pd.Series(None, index=results.index, dtype=object)
-    rows["frontier_trial"] = trial_ids.where(searched_freely.to_numpy(bool), None)
+    rows["point_detail"] = point_detail(results, rows)
     counted = rows["status"].eq("ok") & rows["top1"].notna()
     if not include_screen:
         counted &= ~rows["stage"].eq("screen")
     rows = rows[counted].reset_index(drop=True)
     rows["keep"] = resource_keep(rows)
     return rows
+
+
+def point_detail(results: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
+    """What else makes a point, where budget and ratio are both null: each trial of a frontier
+    search (it proposes its own kept fraction) is a point of its own, named by its trial id; fixed
+    ratios given per layer (a mapping) are told apart by the layer ratios they pruned to, which do
+    not depend on the seed. Null for every other row."""
+    detail = pd.Series(None, index=results.index, dtype=object)
+    no_point = (rows["budget"].isna() & rows["ratio"].isna()).to_numpy(bool)
+    frontier = no_point & rows["schedule"].isin(["searched", "conv_fc"]).to_numpy(bool)
+    mapped = no_point & rows["schedule"].eq("fixed").to_numpy(bool)
+    if "trial_id" in results:
+        detail[frontier] = results["trial_id"].astype(object)[frontier]
+    if "layer_ratios" in results:
+        detail[mapped] = [
+            None if ratios is None or ratios is pd.NA else "layer ratios " + " ".join(f"{r:.3f}" for r in ratios)
+            for ratios in results["layer_ratios"].astype(object)[mapped]
+        ]
+    return detail
 
 
 def resource_keep(rows: pd.DataFrame) -> pd.Series:

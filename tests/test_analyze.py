@@ -343,3 +343,22 @@ def test_plot_draws_frontiers_bands_and_published_points(tmp_path):
     assert sum(type(c).__name__.endswith("PolyCollection") for c in compression.collections) == 2
     legend = [text.get_text() for text in macs.get_legend().get_texts()]
     assert "hrank (Lin 2020) (paper)" in legend and "magnitude layerwise no fine-tune (paper)" in legend
+
+
+def test_per_layer_fixed_ratios_and_frontier_trials_are_points_of_their_own():
+    conv_only, fc_only = [0.5, 0.5, 0.0], [0.0, 0.0, 0.9]  # fixed_ratios [{conv: 0.5}, {fc: 0.9}]
+    fixed = {"schedule": "fixed", "budget": None, "ratio": None, "method": "conv_fc"}
+    results = arrow_backed(frame(
+        {**fixed, "seed": 0, "top1": 0.90, "params_keep": 0.8, "layer_ratios": conv_only, "trial_id": "a"},
+        {**fixed, "seed": 1, "top1": 0.92, "params_keep": 0.8, "layer_ratios": conv_only, "trial_id": "b"},
+        {**fixed, "seed": 0, "top1": 0.80, "params_keep": 0.3, "layer_ratios": fc_only, "trial_id": "c"},
+        {"budget": None, "seed": 0, "top1": 0.85, "params_keep": 0.4, "layer_ratios": [0.6, 0.2, 0.7], "trial_id": "d"},
+        {"budget": None, "seed": 0, "top1": 0.88, "params_keep": 0.6, "layer_ratios": [0.3, 0.2, 0.5], "trial_id": "e"},
+    ))
+    points = operating_points(results)
+    mapped = points[points["schedule"] == "fixed"]
+    assert sorted(mapped["n"]) == [1, 2]  # the two seeds of {conv: 0.5} are one point, {fc: 0.9} another
+    assert the_point(mapped, n=2)["top1_mean"] == pytest.approx(0.91)
+    searched = points[points["schedule"] == "searched"]
+    assert sorted(searched["point_detail"]) == ["d", "e"]  # a frontier search's trials, one point each
+    assert len(pareto_front(searched)) == 2
