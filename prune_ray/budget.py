@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .measure import resource
-from .prune import Calibration, Layer, PruningMethod
+from .prune import Calibration, Layer, PruningMethod, max_counts
 
 ResourceFn = Callable[[Mapping[str, int]], float]  # units removed per layer -> absolute resource
 
@@ -182,7 +182,7 @@ def project_threshold(
     """One threshold across layers: remove every unit scoring below t (at most max_ratio of a
     layer), with the smallest t whose resource is <= target (bisection over the sorted scores),
     then give single units back as `project` does."""
-    caps = {layer.name: math.floor(max_ratio * layer.units + 1e-9) for layer in layers}
+    caps = max_counts(layers, max_ratio)
     ordered = {layer.name: torch.sort(scores[layer.name].flatten().float()).values for layer in layers}
     merged = torch.sort(torch.cat(list(ordered.values()))).values
 

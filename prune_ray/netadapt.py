@@ -10,7 +10,6 @@ this module is the Ray-free core and `local_short_tune` runs them one after anot
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,7 +19,7 @@ import torch.nn as nn
 from .budget import BudgetUnreachableError, _boundary, _check_reachable, measured_resource_fn
 from .data import Dataset
 from .measure import resource
-from .prune import Calibration, PruningMethod
+from .prune import Calibration, PruningMethod, max_counts
 from .train import TrainRecipe, evaluate, train
 
 
@@ -135,9 +134,10 @@ def netadapt(
         raise ValueError(f"step_fraction {step_fraction} is outside (0, 1)")
     baseline = resource(model, example, metric)
     target = budget * baseline
-    original = {layer.name: layer.units for layer in method.layers(model, example)}
+    original_layers = method.layers(model, example)
+    original = {layer.name: layer.units for layer in original_layers}
     # max_ratio is relative to the original layer, for masks and removed channels alike
-    most = {name: math.floor(method.max_ratio * units + 1e-9) for name, units in original.items()}
+    most = max_counts(original_layers, method.max_ratio)
     # fail before any fine-tuning: every layer at its cap is the smallest model netadapt can reach
     _check_reachable(measured_resource_fn(model, method, example, metric)(most), target, method.max_ratio)
     removed = dict.fromkeys(original, 0)

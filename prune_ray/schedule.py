@@ -8,7 +8,7 @@
 - conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
   layers (the per-layer-type rates of the thesis seed), projected onto the budget.
 - netadapt: greedy single-layer steps with short fine-tunes (prune_ray.netadapt); the trial runs
-  them itself, so `plan_removal` never sees it.
+  them itself, and `plan_removal` refuses it.
 - global: one threshold across layers on a per-unit score (weight magnitude for weights; a
   filter's L1 norm over its layer's mean for channels, as torch-pruning's global pruning
   normalises), the threshold chosen by bisection to meet the budget.
@@ -23,9 +23,13 @@ import torch.nn as nn
 
 from .budget import measured_resource_fn, project, project_threshold
 from .prune import Layer, PruningMethod, ratios_to_counts
+from .prune.unstructured import is_pooled
 
 SCHEDULES = ("searched", "uniform", "conv_fc", "global", "sensitivity", "fixed", "netadapt")
 SEARCHED = ("searched", "conv_fc")  # schedules whose shape weights Optuna proposes
+
+
+KEEP_KEY = "keep"  # frontier searches (no budget): the proposed kept fraction, beside the shape weights
 
 
 def shape_key(index: int) -> str:
@@ -55,7 +59,7 @@ def shape_weights(schedule: str, model: nn.Module, layers: list[Layer], shape: M
 
 def unit_scores(model: nn.Module, method: PruningMethod, layers: list[Layer]) -> dict[str, torch.Tensor]:
     """Per-unit scores for the global schedule, comparable across layers."""
-    if method.granularity == "unstructured" and all(layer.name not in ("conv", "fc", "global") for layer in layers):
+    if method.granularity == "unstructured" and not is_pooled(method):
         return {layer.name: model.get_submodule(layer.name).weight.detach().abs().flatten() for layer in layers}
     if method.granularity == "structured":
         scores = {}
@@ -75,16 +79,19 @@ def plan_removal(
     model: nn.Module,
     method: PruningMethod,
     layers: list[Layer],
-    group: Mapping,
+    point: float | Mapping[str, float],
     shape: Mapping[str, float],
     example: torch.Tensor,
     metric: str,
     baseline_resource: float,
 ) -> dict[str, int]:
-    """Units to remove per layer for one trial (`layers`: method.layers of `model`)."""
+    """Units to remove per layer for one trial (`layers`: method.layers of `model`). `point` is the
+    fixed schedule's ratio(s), and every other schedule's budget (fraction of the resource kept)."""
+    if schedule == "netadapt":
+        raise ValueError("schedule 'netadapt' prunes step by step with fine-tuning (prune_ray.netadapt), not in one plan")
     if schedule == "fixed":
-        return ratios_to_counts(group["ratio"], layers, method.max_ratio)
-    target = group["budget"] * baseline_resource
+        return ratios_to_counts(point, layers, method.max_ratio)
+    target = point * baseline_resource
     resource_of = measured_resource_fn(model, method, example, metric)
     if schedule == "global":
         scores = unit_scores(model, method, layers)

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
-from .schedule import shape_key
+from .schedule import KEEP_KEY, shape_key
 from .storage import open_storage
 
 SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, trials per group) -> sampler
@@ -52,7 +52,6 @@ SAMPLER_FACTORIES: dict[str, SamplerFactory] = {
     "nsga2": lambda seed, samples: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, samples // 4))),
 }
 METRIC, MODE = "top1", "max"
-KEEP_KEY = "keep"  # frontier searches: the proposed fraction of the resource to keep
 JOURNAL = "optuna.journal"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per group is noise
 

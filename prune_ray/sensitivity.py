@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import torch.nn as nn
 
 from .data import Dataset
-from .prune import Calibration, PruningMethod
+from .prune import Calibration, PruningMethod, ratios_to_counts
 from .storage import Storage
 from .train import evaluate
 
@@ -33,8 +33,8 @@ def scan(model: nn.Module, method: PruningMethod, data: Dataset, calibration: Ca
     for layer in layers:
         rows.append({"layer": layer.name, "ratio": 0.0, "top1": baseline})
         for ratio in ratios:
-            count = round(min(ratio, method.max_ratio) * layer.units)
-            pruned = method.prune(copy.deepcopy(model), {layer.name: count}, calibration)
+            counts = ratios_to_counts({layer.name: min(ratio, method.max_ratio)}, [layer], method.max_ratio)
+            pruned = method.prune(copy.deepcopy(model), counts, calibration)
             rows.append({"layer": layer.name, "ratio": ratio, "top1": evaluate(pruned, data.val_x, data.val_y)[0]})
     return pd.DataFrame(rows)
 

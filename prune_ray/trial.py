@@ -30,7 +30,7 @@ from .prune import Calibration, get_method
 from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
 from .netadapt import Candidate, CandidateOutcome, ShortTune, local_short_tune, netadapt, short_tune_candidate
 from .results import write_epochs, write_steps, write_trial
-from .schedule import SEARCHED, plan_removal
+from .schedule import KEEP_KEY, SEARCHED, plan_removal
 from .spec import SweepSpec, resolved_metric
 from .storage import open_storage
 from .train import TrainRecipe, evaluate, train
@@ -114,7 +114,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
     """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
     spec, group = context.spec, dict(config["group"])
     shape = config.get("shape") or {}
-    target_keep = group["budget"] if group["budget"] is not None else shape.get("keep")  # frontier: proposed
+    target_keep = group["budget"] if group["budget"] is not None else shape.get(KEEP_KEY)  # frontier: proposed
     stage = config.get("stage", "single")
     finetune = dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
     method = get_method(group["method"])
@@ -190,8 +190,8 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
             on_pruned(*evaluate(model, data.val_x, data.val_y))
             train(model, data, finetune, seed=group["seed"], on_epoch=on_epoch)  # NetAdapt's long fine-tune
         else:
-            plan_group = {**group, "budget": target_keep}
-            removed = plan_removal(spec.schedule, model, method, layers, plan_group, shape, example, metric, baseline_resource)
+            point = group["ratio"] if spec.schedule == "fixed" else target_keep
+            removed = plan_removal(spec.schedule, model, method, layers, point, shape, example, metric, baseline_resource)
             row["time_prune_s"] = time.perf_counter() - began
             began = time.perf_counter()
             model = prune_and_finetune(

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from prune_ray.measure import resource
-from prune_ray.prune import Calibration, get_method
+from prune_ray.models import create_model
+from prune_ray.prune import Calibration, get_method, ratios_to_counts
 from prune_ray.schedule import SCHEDULES, plan_removal, unit_scores
 
 
@@ -12,7 +13,7 @@ def achieved(cnn, method, removed, x, metric):
     return resource(method.prune(copy.deepcopy(cnn), removed, Calibration(x)), x, metric)
 
 
-@pytest.mark.parametrize("schedule", [s for s in SCHEDULES if s != "fixed"])
+@pytest.mark.parametrize("schedule", [s for s in SCHEDULES if s not in ("fixed", "netadapt")])
 @pytest.mark.parametrize("method_name", ["magnitude", "l1_filter"])
 @pytest.mark.parametrize("budget", [0.6, 0.3])
 def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget, cnn, digits):
@@ -21,7 +22,7 @@ def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget,
     x = digits.example_inputs(1)
     base = resource(cnn, x, metric)
     shape = {"w000": 0.3, "w001": 1.0, "w002": 0.7, "w003": 0.2, "w004": 0.9, "w005": 0.5}
-    removed = plan_removal(schedule, cnn, method, method.layers(cnn, x), {"budget": budget}, shape, x, metric, base)
+    removed = plan_removal(schedule, cnn, method, method.layers(cnn, x), budget, shape, x, metric, base)
     kept = achieved(cnn, method, removed, x, metric) / base
     assert budget * 0.98 <= kept <= budget, kept
 
@@ -30,7 +31,7 @@ def test_global_threshold_prunes_low_magnitude_layers_hardest(cnn, digits):
     method = get_method("magnitude")
     x = digits.example_inputs(1)
     layers = method.layers(cnn, x)
-    removed = plan_removal("global", cnn, method, layers, {"budget": 0.4}, {}, x, "params", resource(cnn, x, "params"))
+    removed = plan_removal("global", cnn, method, layers, 0.4, {}, x, "params", resource(cnn, x, "params"))
     ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
     median = {layer.name: float(cnn.get_submodule(layer.name).weight.abs().median()) for layer in layers}
     # one threshold: a layer of small weights loses more than a layer of large weights
@@ -43,7 +44,7 @@ def test_conv_fc_shares_one_ratio_per_layer_type(cnn, digits):
     method = get_method("magnitude")
     x = digits.example_inputs(1)
     layers = method.layers(cnn, x)
-    removed = plan_removal("conv_fc", cnn, method, layers, {"budget": 0.4}, {"w000": 0.2, "w001": 1.0}, x, "params",
+    removed = plan_removal("conv_fc", cnn, method, layers, 0.4, {"w000": 0.2, "w001": 1.0}, x, "params",
                            resource(cnn, x, "params"))
     ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
     conv = [r for n, r in ratios.items() if n.startswith("conv")]
@@ -56,3 +57,32 @@ def test_global_schedule_refuses_low_rank(cnn, digits):
     method = get_method("cp")
     with pytest.raises(ValueError, match="schedule 'global' ranks single weights or channels"):
         unit_scores(cnn, method, method.layers(cnn, digits.example_inputs(1)))
+
+
+def test_netadapt_is_no_one_shot_plan(cnn, digits):
+    method = get_method("l1_filter")
+    x = digits.example_inputs(1)
+    with pytest.raises(ValueError, match="netadapt"):
+        plan_removal("netadapt", cnn, method, method.layers(cnn, x), 0.5, {}, x, "macs", resource(cnn, x, "macs"))
+
+
+def test_global_schedule_ranks_single_weights_of_a_model_with_a_layer_named_fc():
+    """ResNets call their classifier `fc`, the name of conv_fc's pseudo-layer: magnitude's layers are
+    still real modules, so the global schedule scores their weights."""
+    model = create_model("resnet20", num_classes=10, in_channels=3, image_size=32)
+    method = get_method("magnitude")
+    layers = method.layers(model, torch.zeros(1, 3, 32, 32))
+    scores = unit_scores(model, method, layers)
+    assert scores["fc"].numel() == model.fc.weight.numel() and len(scores) == len(layers)
+
+
+def test_a_ratio_near_max_ratio_keeps_a_channel_of_a_small_layer(digits):
+    """0.95 x 6 channels rounds to 6: the cap keeps one, so LeNet-5 still runs."""
+    model = create_model("lenet5", num_classes=10, in_channels=1, image_size=8)
+    method = get_method("l1_filter")
+    x = digits.example_inputs(1)
+    layers = method.layers(model, x)
+    counts = ratios_to_counts(0.95, layers, method.max_ratio)
+    pruned = method.prune(model, counts, Calibration(x))
+    assert pruned.conv1.out_channels == 6 - counts["conv1"] == 1
+    assert pruned(x).shape == (1, 10)

@@ -8,6 +8,7 @@ fractions of units removed; `apply_pruning` turns them into counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -99,22 +100,29 @@ def get_method(name: str) -> PruningMethod:
     return _METHODS.get(name)
 
 
+def max_counts(layers: list[Layer], max_ratio: float) -> dict[str, int]:
+    """The most units each layer may lose: floor(max_ratio * units), so every layer keeps one unit
+    at least (rounding 0.95 x 6 channels up would remove all six)."""
+    return {layer.name: math.floor(max_ratio * layer.units + 1e-9) for layer in layers}
+
+
 def ratios_to_counts(
     ratios: float | Mapping[str, float], layers: list[Layer], max_ratio: float = 1.0
 ) -> dict[str, int]:
-    """Units to remove per layer: round(ratio * units), as torch.nn.utils.prune rounds amounts."""
+    """Units to remove per layer: round(ratio * units), as torch.nn.utils.prune rounds amounts,
+    capped by `max_counts`."""
     names = [layer.name for layer in layers]
     if isinstance(ratios, (int, float)):
         ratios = dict.fromkeys(names, float(ratios))
     unknown = sorted(set(ratios) - set(names))
     if unknown:
         raise ValueError(f"unknown layer {unknown[0]!r}; prunable layers: {', '.join(names)}")
-    counts = {}
+    counts, most = {}, max_counts(layers, max_ratio)
     for layer in layers:
         ratio = ratios.get(layer.name, 0.0)
         if not 0.0 <= ratio <= max_ratio:
             raise ValueError(f"ratio {ratio} for layer {layer.name!r} is outside [0, {max_ratio}]")
-        counts[layer.name] = round(ratio * layer.units)
+        counts[layer.name] = min(round(ratio * layer.units), most[layer.name])
     return counts
 
 

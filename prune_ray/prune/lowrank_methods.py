@@ -31,12 +31,6 @@ def factorisable_convs(model: nn.Module, example_inputs: torch.Tensor | None = N
     ]
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
 def _factorise(
     model: nn.Module,
     removed: Mapping[str, int],
@@ -51,47 +45,40 @@ def _factorise(
         reachable = max_ratio_of(conv)
         if reachable <= 0:
             continue  # no rank saves parameters on this layer (e.g. a 3-channel stem)
-        _replace(model, name, build(conv, min(count / PERCENT, reachable)).to(conv.weight.device))
+        model.set_submodule(name, build(conv, min(count / PERCENT, reachable)))  # built on conv's device
     return model
 
 
-def _tucker(init: str):
-    def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-        return _factorise(
-            model, removed, tucker2_max_ratio, lambda conv, ratio: tucker2_conv(conv, *tucker2_ranks_for_ratio(conv, ratio), init=init)
-        )
-
-    return prune
+# a factorisation of one conv to a parameter ratio: (conv, ratio, init) -> replacement module
+Factorise = Callable[[nn.Conv2d, float, str], nn.Module]
 
 
-def _cp(init: str):
-    def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-        return _factorise(model, removed, cp_max_ratio, lambda conv, ratio: cp_conv(conv, cp_rank_for_ratio(conv, ratio), init=init, n_iter=CP_ITERATIONS))
+def _register_lowrank(name: str, paper: str, label: str, max_ratio_of: Callable[[nn.Conv2d], float], build: Factorise) -> None:
+    """Register a low-rank method: `prune` decomposes the trained weights; `shape_prune` (the
+    same ranks from random factors) is what the budget search measures."""
 
-    return prune
+    def with_init(init: str):
+        def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+            return _factorise(model, removed, max_ratio_of, lambda conv, ratio: build(conv, ratio, init))
+
+        return prune
+
+    register_method(
+        name,
+        granularity="lowrank",
+        paper=paper,
+        ratio_meaning=f"fraction of each kxk conv's parameters removed by a {label} factorisation (rank chosen to fit)",
+        layers=factorisable_convs,
+        max_ratio=MAX_RATIO,
+        shape_prune=with_init("random"),
+    )(with_init("decompose"))
 
 
-@register_method(
-    "tucker",
-    granularity="lowrank",
-    paper="Kim et al. 2016, Tucker-2 decomposition of conv kernels",
-    ratio_meaning="fraction of each kxk conv's parameters removed by a Tucker-2 factorisation (rank chosen to fit)",
-    layers=factorisable_convs,
-    max_ratio=MAX_RATIO,
-    shape_prune=_tucker("random"),
+_register_lowrank(
+    "tucker", "Kim et al. 2016, Tucker-2 decomposition of conv kernels", "Tucker-2", tucker2_max_ratio,
+    lambda conv, ratio, init: tucker2_conv(conv, *tucker2_ranks_for_ratio(conv, ratio), init=init),
 )
-def tucker(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-    return _tucker("decompose")(model, removed, calibration)
-
-
-@register_method(
-    "cp",
-    granularity="lowrank",
-    paper="Lebedev et al. 2015, CP-decomposition of conv kernels",
-    ratio_meaning="fraction of each kxk conv's parameters removed by a CP factorisation (rank chosen to fit)",
-    layers=factorisable_convs,
-    max_ratio=MAX_RATIO,
-    shape_prune=_cp("random"),
+_register_lowrank(
+    "cp", "Lebedev et al. 2015, CP-decomposition of conv kernels", "CP", cp_max_ratio,
+    lambda conv, ratio, init: cp_conv(conv, cp_rank_for_ratio(conv, ratio), init=init, n_iter=CP_ITERATIONS),
 )
-def cp(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-    return _cp("decompose")(model, removed, calibration)

@@ -6,13 +6,13 @@ forward pass); `make_masks_permanent` folds them in at the end.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
-from . import Calibration, Layer, register_method
+from . import Calibration, Layer, PruneFn, PruningMethod, register_method
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 MAX_RATIO = 0.99
@@ -31,85 +31,77 @@ def _modules_of(model: nn.Module, kind: type | tuple[type, ...]) -> list[nn.Modu
     return [module for module in model.modules() if isinstance(module, kind)]
 
 
+# Pseudo-layers of the pooled methods: one threshold over all weights of these module types.
+POOLS: dict[str, type | tuple[type, ...]] = {"global": PRUNABLE_TYPES, "conv": nn.Conv2d, "fc": nn.Linear}
+
+
 def global_layer(model: nn.Module, example_inputs: torch.Tensor | None = None) -> list[Layer]:
     """One pseudo-layer holding every conv and linear weight: one threshold for all of them."""
-    return [Layer("global", sum(m.weight.numel() for m in _modules_of(model, PRUNABLE_TYPES)))]
+    return [Layer("global", sum(m.weight.numel() for m in _modules_of(model, POOLS["global"])))]
 
 
 def conv_fc_layers(model: nn.Module, example_inputs: torch.Tensor | None = None) -> list[Layer]:
     """Two pseudo-layers, all conv weights and all fc weights: a threshold for each."""
-    groups = [("conv", _modules_of(model, nn.Conv2d)), ("fc", _modules_of(model, nn.Linear))]
+    groups = [(name, _modules_of(model, POOLS[name])) for name in ("conv", "fc")]
     return [Layer(name, sum(m.weight.numel() for m in modules)) for name, modules in groups if modules]
 
 
-@register_method(
-    "magnitude",
-    granularity="unstructured",
-    paper="Han et al. 2015, Learning both Weights and Connections",
-    ratio_meaning="fraction of each conv/linear layer's weights masked, smallest magnitude first",
-    layers=weight_layers,
-    max_ratio=MAX_RATIO,
-    records_thresholds=True,
-)
-def magnitude(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-    """Layer-wise: in each layer, mask the `removed[layer]` weights of smallest magnitude."""
-    modules = dict(model.named_modules())
-    for name, count in removed.items():
+def is_pooled(method: PruningMethod) -> bool:
+    """Whether the method's layers are the pseudo-layers of POOLS rather than modules (a model's
+    own layer may be called `fc`, so names alone cannot tell)."""
+    return method.layers in (global_layer, conv_fc_layers)
+
+
+def _each_layer(mask: Callable[..., nn.Module]) -> PruneFn:
+    """In each named layer, mask `removed[layer]` more weights as `mask` (a torch.nn.utils.prune
+    function) chooses them."""
+
+    def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+        modules = dict(model.named_modules())
+        for name, count in removed.items():
+            if count > 0:
+                mask(modules[name], "weight", amount=int(count))
+        return model
+
+    return prune
+
+
+def _pooled(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+    """Per pseudo-layer, mask `removed[pool]` weights of smallest magnitude across all its modules."""
+    for pool, count in removed.items():
         if count > 0:
-            torch_prune.l1_unstructured(modules[name], "weight", amount=int(count))
+            torch_prune.global_unstructured(
+                [(module, "weight") for module in _modules_of(model, POOLS[pool])],
+                pruning_method=torch_prune.L1Unstructured, amount=int(count),
+            )
     return model
 
 
-def _global_magnitude(modules: list[nn.Module], count: int) -> None:
-    if count > 0:
-        torch_prune.global_unstructured(
-            [(module, "weight") for module in modules], pruning_method=torch_prune.L1Unstructured, amount=int(count)
-        )
+def _unstructured(name: str, paper: str, ratio_meaning: str, layers, prune: PruneFn, records_thresholds: bool) -> None:
+    register_method(name, granularity="unstructured", paper=paper, ratio_meaning=ratio_meaning, layers=layers,
+                    max_ratio=MAX_RATIO, records_thresholds=records_thresholds)(prune)
 
 
-@register_method(
-    "magnitude_global",
-    granularity="unstructured",
-    paper="Han et al. 2015; global threshold as in Frankle & Carbin 2019",
-    ratio_meaning="fraction of all conv/linear weights masked under one magnitude threshold",
-    layers=global_layer,
-    max_ratio=MAX_RATIO,
-    records_thresholds=True,
+_unstructured(
+    "magnitude", "Han et al. 2015, Learning both Weights and Connections",
+    "fraction of each conv/linear layer's weights masked, smallest magnitude first",
+    weight_layers, _each_layer(torch_prune.l1_unstructured), records_thresholds=True,
 )
-def magnitude_global(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-    _global_magnitude(_modules_of(model, PRUNABLE_TYPES), removed.get("global", 0))
-    return model
-
-
-@register_method(
-    "conv_fc",
-    granularity="unstructured",
-    paper="per-layer-type magnitude pruning (Han et al. 2015, separate conv and fc rates)",
-    ratio_meaning="fraction of all conv weights (pseudo-layer 'conv') and of all fc weights ('fc') masked",
-    layers=conv_fc_layers,
-    max_ratio=MAX_RATIO,
-    records_thresholds=True,
+_unstructured(
+    "magnitude_global", "Han et al. 2015; global threshold as in Frankle & Carbin 2019",
+    "fraction of all conv/linear weights masked under one magnitude threshold",
+    global_layer, _pooled, records_thresholds=True,
 )
-def conv_fc(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-    _global_magnitude(_modules_of(model, nn.Conv2d), removed.get("conv", 0))
-    _global_magnitude(_modules_of(model, nn.Linear), removed.get("fc", 0))
-    return model
-
-
-@register_method(
-    "random",
-    granularity="unstructured",
-    paper="random pruning baseline (e.g. Liu et al. 2019, Rethinking the Value of Network Pruning)",
-    ratio_meaning="fraction of each conv/linear layer's weights masked at random (seeded by torch)",
-    layers=weight_layers,
-    max_ratio=MAX_RATIO,
+_unstructured(
+    "conv_fc", "per-layer-type magnitude pruning (Han et al. 2015, separate conv and fc rates)",
+    "fraction of all conv weights (pseudo-layer 'conv') and of all fc weights ('fc') masked",
+    conv_fc_layers, _pooled, records_thresholds=True,
 )
-def random_weights(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-    modules = dict(model.named_modules())
-    for name, count in removed.items():
-        if count > 0:
-            torch_prune.random_unstructured(modules[name], "weight", amount=int(count))
-    return model
+_unstructured(
+    "random", "random pruning baseline (e.g. Liu et al. 2019, Rethinking the Value of Network Pruning)",
+    "fraction of each conv/linear layer's weights masked at random (seeded by torch)",
+    weight_layers, _each_layer(torch_prune.random_unstructured), records_thresholds=False,
+)
 
 
 def magnitude_thresholds(model: nn.Module) -> tuple[float | None, float | None]:
