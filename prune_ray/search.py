@@ -245,17 +245,24 @@ class GroupedSearcher(Searcher):
 
 class GroupedASHA(FIFOScheduler):
     """ASHA (Li et al. 2020) per operating point: a trial at epoch e is compared only with trials
-    of its own group at epoch e, never a 0.3-budget trial with 0.7-budget ones. The last rung is
-    not cut, so a trial that reaches max_epochs always finishes and writes its row."""
+    of its own group at epoch e, never a 0.3-budget trial with 0.7-budget ones. A trial's last
+    epoch is never cut (Ray's ASHA puts a rung at max_t when max_t = grace x 3^k), so a trial
+    that fine-tuned to the end always writes its row."""
 
-    def __init__(self, max_epochs: int, grace_epochs: int, reduction_factor: int = 3):
+    def __init__(self, stage_epochs: int, grace_epochs: int, per_prune_step: bool = False, reduction_factor: int = 3):
         super().__init__()
         self._metric, self._mode = METRIC, MODE
+        # cycles fine-tune stage_epochs per pruning step, so groups of more steps run longer
+        self._stage_epochs, self._per_prune_step = stage_epochs, per_prune_step
         self._settings = dict(
-            time_attr="epoch", metric=METRIC, mode=MODE, max_t=max_epochs, grace_period=grace_epochs,
+            time_attr="epoch", metric=METRIC, mode=MODE, grace_period=grace_epochs,
             reduction_factor=reduction_factor, brackets=1, stop_last_trials=False,
         )
         self._by_group: dict[str, AsyncHyperBandScheduler] = {}
+
+    def last_epoch(self, trial) -> int:
+        steps = trial.config.get("trial", trial.config)["group"].get("prune_steps", 1)
+        return self._stage_epochs * (steps if self._per_prune_step else 1)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         return metric in (None, METRIC) and mode in (None, MODE)
@@ -263,7 +270,7 @@ class GroupedASHA(FIFOScheduler):
     def _asha(self, trial) -> AsyncHyperBandScheduler:
         key = group_key(trial.config)
         if key not in self._by_group:
-            self._by_group[key] = AsyncHyperBandScheduler(**self._settings)
+            self._by_group[key] = AsyncHyperBandScheduler(max_t=self.last_epoch(trial), **self._settings)
         return self._by_group[key]
 
     def on_trial_add(self, tune_controller, trial) -> None:
@@ -273,7 +280,8 @@ class GroupedASHA(FIFOScheduler):
         asha = self._asha(trial)
         if trial.trial_id not in asha._trial_info:  # a trial restored by --resume was never added
             asha.on_trial_add(tune_controller, trial)
-        return asha.on_trial_result(tune_controller, trial, result)
+        decision = asha.on_trial_result(tune_controller, trial, result)
+        return self.CONTINUE if result.get("epoch", 0) >= self.last_epoch(trial) else decision
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         asha = self._asha(trial)

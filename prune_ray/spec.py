@@ -19,7 +19,7 @@ import yaml
 from .data import DataOptions, list_datasets
 from .models import list_models
 from .iterative import ITERATIVE
-from .schedule import SCHEDULES
+from .schedule import SCHEDULES, SEARCHED
 from .prune import get_method, list_methods
 from .train import LR_SCHEDULES, TrainRecipe
 
@@ -238,6 +238,12 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
         raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
 
 
+def stage_epochs(spec: SweepSpec, prune_steps: int) -> int:
+    """Fine-tuning epochs a trial of the (first) stage reports: ASHA's last rung."""
+    epochs = spec.search.screen_epochs or spec.finetune.epochs
+    return epochs * prune_steps if spec.iterative == "cycles" else epochs
+
+
 def _validate_search(spec: SweepSpec) -> None:
     search = spec.search
     _choice(search.sampler, SAMPLERS, "search.sampler")
@@ -246,7 +252,7 @@ def _validate_search(spec: SweepSpec) -> None:
     if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
         raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
     if not spec.budgets and spec.schedule != "fixed":
-        if spec.schedule not in ("searched", "conv_fc") or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+        if spec.schedule not in SEARCHED or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
             raise SpecError(
                 f"budgets: [] searches accuracy against resource kept, which needs schedule searched or conv_fc "
                 f"and search.sampler {' or '.join(MULTI_OBJECTIVE_SAMPLERS)}; got schedule {spec.schedule!r}, "
@@ -254,10 +260,11 @@ def _validate_search(spec: SweepSpec) -> None:
             )
         if search.screen_epochs or search.early_stopping != "none":
             raise SpecError("budgets: [] (a frontier search) works without search.screen_epochs and early_stopping")
-    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < spec.finetune.epochs:
+    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < stage_epochs(spec, 1):
+        stage = "search.screen_epochs" if search.screen_epochs else "finetune.epochs"
         raise SpecError(
-            f"search.grace_epochs: {search.grace_epochs!r} must be in [1, finetune.epochs) for ASHA to have "
-            f"a rung to stop at (finetune.epochs is {spec.finetune.epochs})"
+            f"search.grace_epochs: {search.grace_epochs!r} must be in [1, {stage}) for ASHA to have a rung to "
+            f"stop at ({stage} is {stage_epochs(spec, 1)})"
         )
 
 
@@ -331,7 +338,7 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.search.max_concurrent, "search.max_concurrent")
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
     _positive(spec.search.keep_best, "search.keep_best")
-    if spec.search.screen_epochs and spec.schedule not in ("searched", "conv_fc"):
+    if spec.search.screen_epochs and spec.schedule not in SEARCHED:
         raise SpecError(f"search.screen_epochs: a two-stage search needs a searched schedule, not {spec.schedule!r}")
     if spec.search.screen_epochs and spec.iterative != "oneshot":
         raise SpecError("search.screen_epochs: two-stage search works with iterative 'oneshot' only")
@@ -361,8 +368,8 @@ def smoke_twin(spec: SweepSpec) -> SweepSpec:
     prune_steps = tuple(sorted({min(steps, 3) for steps in _ends(spec.prune_steps)}))  # 9 cycles prove no more than 3
     # recipes without fine-tuning stay without; agp prunes once per epoch, so it needs one per step
     finetune_epochs = 0 if spec.finetune.epochs == 0 else max(prune_steps) if spec.iterative == "agp" else 1
-    if spec.search.early_stopping == "asha":
-        finetune_epochs = spec.search.grace_epochs + 1  # ASHA needs a rung before the last epoch
+    if spec.search.early_stopping == "asha":  # ASHA needs a rung before the last epoch
+        finetune_epochs = max(finetune_epochs, spec.search.grace_epochs + 1)
     return dataclasses.replace(
         spec,
         name=f"{spec.name}-smoke",

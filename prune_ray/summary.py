@@ -6,10 +6,10 @@ import datetime
 import sys
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
-from .frontier import non_dominated
+from .frontier import pareto_front, point_detail, resource_keep
+from .schedule import SEARCHED
 from .results import read_trial, write_trial
 from .storage import Storage
 
@@ -25,7 +25,9 @@ def settle_unfinished(storage: Storage, sweep: str, results: Iterable) -> int:
     for result in results:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id")
-        row = read_trial(storage, sweep, trial_id) if trial_id else None
+        if not trial_id or (result.error is None and metrics.get("status") != "running"):
+            continue  # its final row was written before its final report
+        row = read_trial(storage, sweep, trial_id)
         if row is None or row["status"] != "running":
             continue
         if result.error is None and "epoch" in metrics:
@@ -36,12 +38,6 @@ def settle_unfinished(storage: Storage, sweep: str, results: Iterable) -> int:
         write_trial(storage, row)
         settled += 1
     return settled
-
-
-def kept_fraction(rows: pd.DataFrame):
-    """The budgeted resource each row kept (macs_keep or params_keep, by its budget metric)."""
-    on_macs = (rows["budget_metric"] == "macs").to_numpy(bool)
-    return np.where(on_macs, rows["macs_keep"].to_numpy(float), rows["params_keep"].to_numpy(float))
 
 
 def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
@@ -55,14 +51,15 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
     print(f"[prune-ray] results: {trials_uri}")
     columns = ["budget_metric", "top1", "top1_pruned", "baseline_top1", "params_keep", "macs_keep", "speedup_measured", "trial_id"]
     number = lambda value: f"{value:.4f}"  # noqa: E731
+    ok = ok.astype({"budget_metric": object, "granularity": object, "schedule": object})
+    ok = ok.assign(keep=resource_keep(ok), point_detail=point_detail(ok, ok))
     frontier = ok[ok["budget"].isna() & ok["ratio"].isna()]
-    if len(frontier) and frontier["schedule"].isin(["searched", "conv_fc"]).all():
-        front = pd.concat([rows[non_dominated(kept_fraction(rows), rows["top1"].to_numpy(float))]
-                           for _, rows in frontier.groupby("method")])
+    if len(frontier) and frontier["schedule"].isin(SEARCHED).all():
+        front = pareto_front(frontier, accuracy_column="top1", by=["method"])
         print("[prune-ray] non-dominated rows (top-1 against resource kept):")
-        print(front.sort_values(["method", "top1"])[["method", *columns]].to_string(index=False, float_format=number))
+        print(front[["method", *columns]].to_string(index=False, float_format=number))
     elif len(ok):
-        point = ["budget", "ratio", "method", "prune_steps", "stage"]
+        point = ["budget", "ratio", "point_detail", "method", "prune_steps", "stage"]
         best = ok.sort_values("top1", ascending=False).groupby(point, sort=True, dropna=False).head(1)
         shown = [c for c in [*point, *columns] if best[c].notna().any()]  # hide budget or ratio when unused
         print("[prune-ray] best row per budget and method:")

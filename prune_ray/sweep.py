@@ -13,7 +13,9 @@ import sys
 import time
 import uuid
 
-from .spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, spec_to_yaml, validate, with_overrides
+from .spec import (
+    NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, spec_to_yaml, stage_epochs, validate, with_overrides,
+)
 from .data import DatasetFilesMissingError, load_dataset
 from .schedule import SEARCHED
 from .storage import open_storage
@@ -197,11 +199,11 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
     so trials never race to train the same one. Returns the seconds spent training per seed."""
     import ray
 
-    from .trial import obtain_baseline, trial_device
+    from .trial import obtain_baseline, trial_data
 
     @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
     def prepare(seed: int) -> tuple[str, float, bool, float]:
-        data = load_dataset(spec.dataset, spec.data).to(trial_device(spec))
+        data = trial_data(spec)
         baseline = obtain_baseline(spec, data, seed)
         return baseline.key, baseline.top1, baseline.trained_now, baseline.train_seconds
 
@@ -222,15 +224,15 @@ def sensitivity_shapes(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float
     def scan_method(name: str) -> dict[str, float]:
         import tempfile
 
-        from .prune import Calibration, get_method
+        from .prune import get_method
         from .schedule import shape_key
         from .sensitivity import cached_scan, plot, shape_from_scan
-        from .trial import obtain_baseline, trial_device
+        from .trial import calibration_of, obtain_baseline, trial_data
 
         method, storage = get_method(name), open_storage(spec.storage)
-        data = load_dataset(spec.dataset, spec.data).to(trial_device(spec))
+        data = trial_data(spec)
         baseline = obtain_baseline(spec, data, spec.seeds[0])
-        calibration = Calibration(data.train_x[:256], data.train_y[:256])
+        calibration = calibration_of(data)
         frame = cached_scan(storage, baseline.key, baseline.model, method, data, calibration)
         with tempfile.TemporaryDirectory() as scratch:
             plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
@@ -251,13 +253,13 @@ def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resum
     finetune.epochs; their rows are stage 'final'."""
     from ray import tune
 
-    by_point: dict[tuple, list[tuple[float, dict]]] = {}
+    from .search import group_key
+
+    by_point: dict[str, list[tuple[float, dict]]] = {}
     for result in screened:
         metrics = result.metrics or {}
         if result.error is None and metrics.get("status") == "ok":
-            group = result.config["group"]
-            point = (group["budget"], group["method"], group["seed"], group["prune_steps"])
-            by_point.setdefault(point, []).append((metrics["top1"], result.config))
+            by_point.setdefault(group_key(result.config), []).append((metrics["top1"], result.config))
     configs = [
         {**config, "stage": "final"}
         for candidates in by_point.values()
@@ -322,8 +324,9 @@ def run_sweep(
     )
     context = TrialContext(spec, sweep, baseline_seconds, git_sha())
     trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
-    stage_epochs = (spec.search.screen_epochs or spec.finetune.epochs) * (max(spec.prune_steps) if spec.iterative == "cycles" else 1)
-    scheduler = GroupedASHA(stage_epochs, spec.search.grace_epochs) if spec.search.early_stopping == "asha" else None
+    scheduler = None
+    if spec.search.early_stopping == "asha":
+        scheduler = GroupedASHA(stage_epochs(spec, 1), spec.search.grace_epochs, per_prune_step=spec.iterative == "cycles")
     tune_dir = storage.uri_of(sweep, "tune")
     if resume and tune.Tuner.can_restore(tune_dir):
         print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
@@ -384,12 +387,18 @@ def fit_to_local_machine(spec: SweepSpec, available: dict[str, float]) -> SweepS
         print(f"[prune-ray] {resources.cpu} CPUs per trial asked, {available.get('CPU')} here: using all", flush=True)
         resources = dataclasses.replace(resources, cpu=float(available.get("CPU", 1)))
     netadapt = spec.netadapt
-    if spec.schedule == "netadapt":
-        fits = max(1, int(available.get("CPU", 1) // resources.cpu) - 1)  # beside the trial's own bundle
-        if netadapt.parallel > fits:
-            print(f"[prune-ray] netadapt: {fits} candidate(s) at once here, not {netadapt.parallel}", flush=True)
-            netadapt = dataclasses.replace(netadapt, parallel=fits)
-            resources = dataclasses.replace(resources, cpu=min(resources.cpu, available.get("CPU", 1) / 2))
+    if spec.schedule == "netadapt":  # the trial holds 1 + parallel bundles of its resources
+        cpus, gpus = available.get("CPU", 1), available.get("GPU", 0)
+
+        def bundles(res) -> int:
+            return min(int(cpus // res.cpu), int(gpus // res.gpu) if res.gpu else 1 << 30)
+
+        if bundles(resources) < 2:  # the trial and one candidate at least: halve the bundle
+            resources = dataclasses.replace(resources, cpu=min(resources.cpu, cpus / 2), gpu=min(resources.gpu, gpus / 2))
+        parallel = max(1, min(netadapt.parallel, bundles(resources) - 1))
+        if parallel != netadapt.parallel:
+            print(f"[prune-ray] netadapt: {parallel} candidate(s) at once here, not {netadapt.parallel}", flush=True)
+            netadapt = dataclasses.replace(netadapt, parallel=parallel)
     return dataclasses.replace(spec, resources=resources, netadapt=netadapt)
 
 

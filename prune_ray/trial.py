@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -65,6 +66,21 @@ def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
 
 def trial_device(spec: SweepSpec) -> torch.device:
     return torch.device("cuda") if spec.resources.gpu > 0 and torch.cuda.is_available() else torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset_on(name: str, options, device: str) -> Dataset:
+    return load_dataset(name, options).to(device)
+
+
+def trial_data(spec: SweepSpec) -> Dataset:
+    """The spec's dataset on the trial's device, read once per process: Ray reuses its workers for
+    trials and netadapt's candidate tasks, and nothing writes into these tensors."""
+    return _dataset_on(spec.dataset, spec.data, str(trial_device(spec)))
+
+
+def calibration_of(data: Dataset) -> Calibration:
+    return Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
 
 
 def _node() -> str:
@@ -150,7 +166,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         torch.manual_seed(group["seed"])  # random methods and fine-tuning are reproducible per seed
         device = trial_device(spec)
         row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
-        data = load_dataset(spec.dataset, spec.data).to(device)
+        data = trial_data(spec)
 
         began = time.perf_counter()
         baseline = obtain_baseline(spec, data, group["seed"])
@@ -169,16 +185,23 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
 
         layers = method.layers(model, example)
         baseline_resource = base.params if metric == "params" else base.macs
-        calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
+        calibration = calibration_of(data)
 
         def on_pruned(top1: float, top5: float) -> None:
             row["top1_pruned"], row["top5_pruned"] = top1, top5
+            # epoch 0 of the curve is top1_pruned: after the last pruning step so far (cycles and
+            # agp prune more than once; agp calls this only after some epochs have run)
+            pruned_point = {"epoch": 0, "top1": top1, "top5": top5}
+            if epochs and epochs[0]["epoch"] == 0:
+                epochs[0] = pruned_point
+            else:
+                epochs.insert(0, pruned_point)
             # the trial's row while it fine-tunes: what remains if early stopping ends it here
             write_trial(storage, {**row, "status": "running"})
 
         def on_epoch(stats) -> None:
             epochs.append(dataclasses.asdict(stats))
-            write_epochs(storage, context.sweep, trial_id, [{"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]}, *epochs])
+            write_epochs(storage, context.sweep, trial_id, epochs)  # a stopped trial keeps its curve
             report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
 
         began = time.perf_counter()
@@ -212,7 +235,7 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         row.update(dataclasses.asdict(pruned), **_derived(base, pruned))
         row["status"] = "ok"
         if target_keep is not None:
-            achieved = (pruned.params_nonzero if metric == "params" else pruned.macs) / baseline_resource
+            achieved = row[f"{metric}_keep"]  # params_keep counts nonzero parameters
             if achieved > target_keep * (1 + 1e-9):
                 raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {target_keep}")
     except Exception as error:  # a failed trial is a row, never a crashed sweep
@@ -221,8 +244,6 @@ def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, repo
         if not isinstance(error, (ValueError, RuntimeError)):
             row["error"] += "\n" + traceback.format_exc(limit=5)
     row["finished_at"] = _now()
-    if "top1_pruned" in row:
-        epochs.insert(0, {"epoch": 0, "top1": row["top1_pruned"], "top5": row["top5_pruned"]})
     write_epochs(storage, context.sweep, trial_id, epochs)
     write_trial(storage, row)
     return row
@@ -268,10 +289,9 @@ def ray_short_tune(
     @ray.remote(num_returns=3, num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
     def tune_candidate(model: torch.nn.Module, candidate: Candidate) -> tuple[float, int, torch.nn.Module]:
         torch.set_num_threads(max(1, int(spec.resources.cpu)))
-        device = trial_device(spec)
-        data = load_dataset(spec.dataset, spec.data).to(device)
-        calibration = Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
-        top1, tuned = short_tune_candidate(model.to(device), get_method(method_name), candidate, data, recipe, calibration, seed)
+        data = trial_data(spec)
+        top1, tuned = short_tune_candidate(model.to(trial_device(spec)), get_method(method_name), candidate, data, recipe,
+                                           calibration_of(data), seed)
         return top1, os.getpid(), tuned.cpu()
 
     strategy = PlacementGroupSchedulingStrategy(placement, placement_group_capture_child_tasks=True)
@@ -333,7 +353,7 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
             "params_keep": row.get("params_keep"),
             "macs_keep": row.get("macs_keep"),
             # the budgeted resource kept: a frontier search's second objective
-            "resource_keep": row.get("macs_keep") if row["budget_metric"] == "macs" else row.get("params_keep"),
+            "resource_keep": row.get(f"{row['budget_metric']}_keep"),
             "status": row["status"],
             "error": row.get("error") or "",
         }

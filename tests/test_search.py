@@ -17,7 +17,7 @@ from prune_ray.frontier import non_dominated
 from prune_ray.search import SAMPLER_FACTORIES, Group, GroupedASHA, GroupedSearcher, StudyJournal, shape_space
 from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
 from prune_ray.storage import Storage
-from prune_ray.sweep import operating_points
+from prune_ray.sweep import fit_to_local_machine, operating_points
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -101,7 +101,7 @@ def test_asha_compares_a_trial_only_with_its_own_budget():
     strong, weak, weaker = trial("strong", 0.9), trial("weak", 0.1), trial("weaker", 0.1)
     shared = AsyncHyperBandScheduler(time_attr="epoch", metric="top1", mode="max", max_t=9, grace_period=1,
                                      reduction_factor=3, brackets=1, stop_last_trials=False)
-    grouped = GroupedASHA(max_epochs=9, grace_epochs=1)
+    grouped = GroupedASHA(9, grace_epochs=1)
     decisions = {}
     for name, scheduler in (("shared", shared), ("grouped", grouped)):
         for each in (strong, weak, weaker):
@@ -143,3 +143,37 @@ def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_
     restored.restore(str(tmp_path / "checkpoint.pkl"))
     assert restored._journal.file != searcher._journal.file  # a fresh local copy, downloaded
     assert [t.value for t in restored.study(0).trials] == [0.8]
+
+
+@pytest.mark.parametrize(
+    "cpu, gpu, parallel, available",
+    [(1, 0, 1, {"CPU": 1}), (2, 0, 1, {"CPU": 3}), (1, 1, 4, {"CPU": 16, "GPU": 1}), (1, 0.5, 2, {"CPU": 16, "GPU": 1}),
+     (1, 0, 4, {"CPU": 2})],
+)
+def test_a_local_netadapt_trial_and_its_candidate_bundles_fit_the_machine(cpu, gpu, parallel, available):
+    """The trial's placement group (1 + parallel bundles) must fit, or the trial waits forever."""
+    spec = with_overrides(SweepSpec(), schedule="netadapt", methods=("l1_filter",), resources__cpu=float(cpu),
+                          resources__gpu=float(gpu), netadapt__parallel=parallel)
+    fitted = fit_to_local_machine(spec, available)
+    bundles = 1 + fitted.netadapt.parallel
+    assert fitted.netadapt.parallel >= 1
+    assert bundles * fitted.resources.cpu <= available["CPU"]
+    assert bundles * fitted.resources.gpu <= available.get("GPU", 0)
+    assert fitted.resources.gpu > 0 or gpu == 0  # a GPU that is there is still used
+
+
+def test_asha_never_cuts_a_trial_at_its_last_epoch():
+    """Ray's ASHA has a rung at max_t when max_t = grace x 3^k (here 3 = 1 x 3): a trial that ran
+    every epoch finishes and writes its row whatever its accuracy."""
+    def trial(name, steps=1):
+        return SimpleNamespace(trial_id=name, config={"group": {"budget": 0.5, "prune_steps": steps}, "stage": "single"})
+
+    grouped = GroupedASHA(3, grace_epochs=1)
+    strong, weak = trial("strong"), trial("weak")
+    for each in (strong, weak):
+        grouped.on_trial_add(None, each)
+    for epoch in (1, 2, 3):
+        assert grouped.on_trial_result(None, strong, {"epoch": epoch, "top1": 0.9}) == "CONTINUE"
+    assert grouped.on_trial_result(None, weak, {"epoch": 3, "top1": 0.1}) == "CONTINUE"
+    cycles = GroupedASHA(3, grace_epochs=1, per_prune_step=True)  # cycles: 3 epochs per pruning step
+    assert cycles.last_epoch(trial("one", 1)) == 3 and cycles.last_epoch(trial("three", 3)) == 9

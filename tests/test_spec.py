@@ -6,7 +6,8 @@ import sys
 import pytest
 import yaml
 
-from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, validate, with_overrides
+from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, smoke_twin, validate, with_overrides
+from prune_ray.train import TrainRecipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +58,7 @@ def test_yaml_values_become_typed_fields(tmp_path):
         ("search: {keep_range: [0.9, 0.2]}\n", ["search.keep_range", "[0.9, 0.2]", "0 < low < high <= 1"]),
         ("search: {early_stopping: hyperband}\n", ["search.early_stopping", "'hyperband'", "asha"]),
         ("search: {early_stopping: asha, grace_epochs: 3}\n", ["search.grace_epochs", "3", "finetune.epochs"]),
+        ("search: {screen_epochs: 1, early_stopping: asha}\nfinetune: {epochs: 5}\n", ["search.grace_epochs", "search.screen_epochs is 1"]),
         ("schedule: netadapt\nmethods: [tucker]\n", ["netadapt", "'tucker'"]),
         ("schedule: netadapt\niterative: cycles\nprune_steps: [2]\n", ["netadapt", "oneshot"]),
         ("netadapt: {step_fraction: 1.5}\n", ["netadapt.step_fraction", "1.5", "(0, 1)"]),
@@ -131,3 +133,10 @@ def test_cli_missing_dataset_files_exit_2_with_where_to_put_them(tmp_path):
     assert "cifar10 files missing: put data_batch_1" in result.stderr and str(tmp_path / "none") in result.stderr
     assert not (tmp_path / "results").exists()
 
+
+
+def test_smoke_twin_of_agp_with_asha_keeps_an_epoch_per_pruning_step():
+    spec = with_overrides(SweepSpec(), methods=("magnitude",), iterative="agp", prune_steps=(3,), finetune=TrainRecipe(epochs=5),
+                          search__early_stopping="asha", search__grace_epochs=1)
+    twin = smoke_twin(spec)  # validated: agp needs 3 epochs, ASHA 2
+    assert twin.finetune.epochs == 3 and twin.prune_steps == (3,)

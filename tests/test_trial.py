@@ -53,3 +53,19 @@ def test_unreachable_budget_is_a_failed_row(tmp_path):
     spec = small_spec(tmp_path)
     row = run_trial(trial_config("l1_filter", 0.0001), TrialContext(spec, "s", {}, None), "t1", lambda _: None)
     assert row["status"] == "failed" and "budget unreachable" in row["error"]
+
+
+@pytest.mark.parametrize("iterative, steps", [("agp", 2), ("cycles", 2)])
+def test_iterative_trials_write_their_row_and_curve(tmp_path, iterative, steps):
+    """agp reports epochs before its last pruning step (which gives top1_pruned); cycles prune twice."""
+    spec = dataclasses.replace(small_spec(tmp_path), iterative=iterative, prune_steps=(steps,))
+    config = trial_config("magnitude", 0.3)
+    config["group"]["prune_steps"] = steps
+    reports = []
+    row = run_trial(config, TrialContext(spec, "s", {}, None), "t1", reports.append)
+    assert row["status"] == "ok", row.get("error")
+    epochs = read_epochs(str(tmp_path), "s").sort_values("epoch")
+    fine_tuned = 2 * steps if iterative == "cycles" else 2
+    assert list(epochs["epoch"]) == list(range(fine_tuned + 1)) and len(reports) == fine_tuned
+    assert epochs["top1"].iloc[0] == row["top1_pruned"]  # epoch 0: after the last pruning step
+    assert 0.3 * 0.98 <= row["params_keep"] <= 0.3
