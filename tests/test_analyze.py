@@ -13,7 +13,7 @@ import pytest
 
 from prune_ray.analyze import load_literature, main, plot_frontiers, render
 from prune_ray.frontier import literature_points, non_dominated, operating_points, pareto_front
-from prune_ray.results import TRIAL_SCHEMA, write_trial
+from prune_ray.results import write_trial
 from prune_ray.storage import open_storage
 
 DEFAULTS = {
@@ -216,7 +216,6 @@ def test_cli_prints_the_frontier_as_csv(tmp_path, capsys):
     assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["budget"]) == [0.1, 0.3]
 
 
-@pytest.mark.skipif("stage" not in TRIAL_SCHEMA.names, reason="schema v3 columns not in this checkout")
 def test_cli_on_schema_v3_parquet_skips_screen_rows_and_uses_ratios(tmp_path, capsys):
     fixed = {"budget": None, "budget_metric": None, "schedule": "fixed", "iterative": "oneshot", "prune_steps": 1}
     write_rows(

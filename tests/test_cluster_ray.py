@@ -28,11 +28,12 @@ PLANNED = 4  # 2 budgets x 2 methods x 1 sample
 
 
 @pytest.fixture
-def cluster():
+def cluster(request):
+    cpus, gpus = getattr(request, "param", (1, 2))  # per node
     cluster = LoopbackCluster()
     try:
-        cluster.start_head(cpus=1, gpus=2)
-        cluster.add_worker("worker1", "127.0.0.3", cpus=1, gpus=2)
+        cluster.start_head(cpus=cpus, gpus=gpus)
+        cluster.add_worker("worker1", "127.0.0.3", cpus=cpus, gpus=gpus)
         yield cluster
     finally:
         cluster.stop()
@@ -55,13 +56,20 @@ def exactly_one_ok_row_per_planned_trial(storage, sweep):
     return frame
 
 
+@pytest.mark.parametrize("cluster", [(2, 1)], indirect=True)  # 2 CPUs and 1 (fake) GPU per node
 def test_trials_spread_over_nodes_with_fractional_gpus(cluster, tmp_path):
     spec = write_spec(tmp_path, epochs=2)
     result = cluster.run([*SWEEP, spec, "--address", cluster.address, "--storage", str(tmp_path / "r"), "--name", "s"], tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     frame = exactly_one_ok_row_per_planned_trial(tmp_path / "r", "s")
     assert set(frame["node"]) == {"127.0.0.2", "127.0.0.3"}  # both nodes ran trials
-    assert "no GPU here" not in result.stdout  # on a cluster, GPU requests are kept (fake GPUs)
+    # gpu: 0.5 kept on the cluster: two trials ran at once on a node that has one GPU
+    overlapping = [
+        node for node, rows in frame.groupby("node")
+        if any(a.started_at < b.finished_at and b.started_at < a.finished_at
+               for i, a in enumerate(rows.itertuples()) for b in list(rows.itertuples())[i + 1:])
+    ]
+    assert overlapping, frame[["node", "started_at", "finished_at"]].to_string()
 
 
 def test_a_killed_worker_node_costs_a_retry_not_a_row(cluster, tmp_path):

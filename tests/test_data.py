@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from fixtures import make_cifar10, make_cifar100, make_mnist
-from prune_ray.data import BatchLoader, DataOptions, DatasetFilesMissingError, crop_flip, list_datasets, load_dataset
+from prune_ray.data import (
+    BatchLoader, DataOptions, DatasetFilesMissingError, crop_flip, draw_crop_flip, list_datasets, load_dataset,
+)
 
 WRITERS = {
     "mnist": lambda root: make_mnist(root, "MNIST"),
@@ -15,6 +17,34 @@ WRITERS = {
 }
 SHAPES = {"mnist": (1, 28, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100)}
 SIZES = {"mnist": (200, 50), "fashion_mnist": (200, 50), "cifar10": (200, 50), "cifar100": (500, 100)}
+# the published per-channel statistics each dataset is normalised with
+NORMALISATION = {
+    "mnist": ([0.1307], [0.3081]), "fashion_mnist": ([0.2860], [0.3530]),
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+}
+
+
+def _idx_train_images(root: str, folder: str) -> torch.Tensor:
+    with open(os.path.join(root, folder, "raw", "train-images-idx3-ubyte"), "rb") as handle:
+        pixels = handle.read()[16:]  # after the idx header
+    return torch.frombuffer(bytearray(pixels), dtype=torch.uint8).reshape(-1, 1, 28, 28).float()
+
+
+def _cifar_train_images(root: str, folder: str, files: list[str]) -> torch.Tensor:
+    batches = []
+    for name in files:
+        with open(os.path.join(root, folder, name), "rb") as handle:
+            batches.append(torch.from_numpy(pickle.load(handle, encoding="latin1")["data"]).reshape(-1, 3, 32, 32))
+    return torch.cat(batches).float()
+
+
+RAW_PIXELS = {  # the training images the fixture wrote, as stored (0..255)
+    "mnist": lambda root: _idx_train_images(root, "MNIST"),
+    "fashion_mnist": lambda root: _idx_train_images(root, "FashionMNIST"),
+    "cifar10": lambda root: _cifar_train_images(root, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]),
+    "cifar100": lambda root: _cifar_train_images(root, "cifar-100-python", ["train"]),
+}
 
 
 def test_registry_holds_the_literature_datasets():
@@ -33,8 +63,11 @@ def test_loads_from_the_real_on_disk_format(tmp_path, name):
     assert len(data.test_x) == test_files
     assert data.num_classes == classes
     assert data.augment == name.startswith("cifar")
-    # normalised with the dataset's published statistics: near zero mean for the uniform fixture
-    assert abs(float(data.train_x.mean())) < 1.5
+    # normalised with the dataset's published statistics: the fixture's raw pixels, rescaled alike
+    raw = RAW_PIXELS[name](str(tmp_path))
+    mean, std = NORMALISATION[name]
+    expected = (raw / 255.0 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    assert float(torch.cat([data.train_x, data.val_x]).mean()) == pytest.approx(float(expected.mean()), abs=1e-4)
     # the same seed gives the same split; another seed another split
     again = load_dataset(name, DataOptions(root=str(tmp_path), val_fraction=0.2))
     assert torch.equal(again.val_y, data.val_y) and torch.equal(again.val_x, data.val_x)
@@ -73,13 +106,17 @@ def test_cifar_reader_refuses_pickled_code(tmp_path):
 
 
 def test_crop_flip_shifts_and_mirrors_on_the_batch_device():
-    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
-    out = crop_flip(images, torch.Generator().manual_seed(0), padding=2)
+    images = torch.arange(32 * 3 * 6 * 6, dtype=torch.float32).reshape(32, 3, 6, 6)
+    offsets, flip = draw_crop_flip(32, torch.Generator().manual_seed(0), images.device, padding=2)
+    out = crop_flip(images, offsets, flip, padding=2)
     assert out.shape == images.shape and out.device == images.device
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
-    for i in range(2):  # every output is some crop of the padded image, maybe mirrored
-        candidates = [padded[i, :, r : r + 6, c : c + 6] for r in range(5) for c in range(5)]
-        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in candidates)
+    for i in range(32):  # each output is the crop at its drawn offset of the padded image, mirrored if drawn
+        r, c = offsets[:, i].tolist()
+        crop = padded[i, :, r : r + 6, c : c + 6]
+        assert torch.equal(out[i], crop.flip(2) if flip[i] else crop)
+    # the draws really move and mirror images: an identity crop_flip would fail here
+    assert not torch.equal(out, images) and 0 < int(flip.sum()) < 32 and (offsets != 2).any()
 
 
 def test_loader_visits_every_example_once_per_epoch_in_a_seeded_order():
@@ -90,6 +127,9 @@ def test_loader_visits_every_example_once_per_epoch_in_a_seeded_order():
     assert sorted(first.tolist()) == list(range(10)) and len(loader) == 3
     second = torch.cat([batch_y for _, batch_y in BatchLoader(x, y, batch_size=4, shuffle=True, seed=3)])
     assert torch.equal(first, second)
+    assert first.tolist() != list(range(10))  # shuffled, not the stored order
+    other = torch.cat([batch_y for _, batch_y in BatchLoader(x, y, batch_size=4, shuffle=True, seed=4)])
+    assert not torch.equal(first, other)  # the seed decides the order
 
 
 @pytest.mark.gpu

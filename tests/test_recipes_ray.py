@@ -61,7 +61,7 @@ def test_recipe_smoke_twin_runs(tmp_path, local_ray, recipe):
     frame = read_results(str(tmp_path), "s")
     twin = smoke_twin(load_spec(recipe))
     points = len(twin.fixed_ratios) if twin.schedule == "fixed" else max(1, len(twin.budgets))  # []: one frontier search
-    assert len(frame) == points * len(twin.methods) * len(twin.prune_steps)
+    assert len(frame) == points * len(twin.methods) * len(twin.prune_steps) * len(twin.seeds)
     assert (frame["status"] == "ok").all(), frame["error"].tolist()
     assert set(frame["model"]) == {twin.model} and set(frame["dataset"]) == {"digits"}
     if twin.schedule == "fixed":

@@ -140,3 +140,14 @@ def test_smoke_twin_of_agp_with_asha_keeps_an_epoch_per_pruning_step():
                           search__early_stopping="asha", search__grace_epochs=1)
     twin = smoke_twin(spec)  # validated: agp needs 3 epochs, ASHA 2
     assert twin.finetune.epochs == 3 and twin.prune_steps == (3,)
+
+
+def test_smoke_twins_shrink_recipes_to_a_cpu_minute():
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
+    han = smoke_twin(load_spec(os.path.join(root, "han_iterative_alexnet.yaml")))
+    assert han.prune_steps == (1, 3) and han.dataset == "digits" and han.finetune.epochs == 1  # 9 cycles capped at 3
+    grid = smoke_twin(load_spec(os.path.join(root, "global_vgg11_noretrain.yaml")))
+    assert len(grid.fixed_ratios) == 2 and grid.finetune.epochs == 0  # first and last ratio, still no retraining
+    netadapt = smoke_twin(load_spec(os.path.join(root, "netadapt_resnet20.yaml")))
+    assert netadapt.netadapt.step_fraction == 0.25 and netadapt.netadapt.short_epochs == 0
+    assert netadapt.search.num_samples == 1 and netadapt.resources.cpu == 1.0

@@ -91,18 +91,25 @@ def stratified_split(
     return torch.sort(torch.cat(train_parts)).values, torch.sort(torch.cat(val_parts)).values
 
 
-def crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Random crop after zero padding and random horizontal flip of a whole batch, on its device."""
+def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Crop after zero padding at (row, col) `offsets` (2 x n, in [0, 2 * padding]) and mirror where
+    `flip` (n booleans) holds: a whole batch on its device, the draws already there."""
     n, _, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(images.device)
     rows = (offsets[0][:, None] + torch.arange(height, device=images.device))[:, None, :, None]
     cols = (offsets[1][:, None] + torch.arange(width, device=images.device))[:, None, None, :]
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
     cropped = padded[batch, channel, rows, cols]
-    flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)[:, None, None, None]
-    return torch.where(flip, cropped.flip(3), cropped)
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+
+
+def draw_crop_flip(n: int, generator: torch.Generator, device: torch.device, padding: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """An epoch's crop offsets (2 x n) and flips (n), drawn on the CPU generator (seeded alike on
+    every device) and copied to `device` once: a copy per batch would wait for the GPU each time."""
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return offsets.to(device), flip.to(device)
 
 
 class BatchLoader:
@@ -129,10 +136,14 @@ class BatchLoader:
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
         else:
             order = torch.arange(n, device=self.x.device)
+        if self.augment:
+            offsets, flip = draw_crop_flip(n, self.generator, self.x.device)
         for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            inputs = self.x[idx]
-            yield (crop_flip(inputs, self.generator) if self.augment else inputs), self.y[idx]
+            batch = slice(start, start + self.batch_size)
+            inputs = self.x[order[batch]]
+            if self.augment:
+                inputs = crop_flip(inputs, offsets[:, batch], flip[batch])
+            yield inputs, self.y[order[batch]]
 
 
 def split_and_normalise(
