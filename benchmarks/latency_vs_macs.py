@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from prune_ray.budget import measured_resource_fn, project
 from prune_ray.measure import count_macs, count_params, measure_latency_ms
 from prune_ray.models import create_model
 from prune_ray.prune import Calibration, get_method, list_methods
+from prune_ray.schedule import plan_removal
 
 
 def main() -> None:
@@ -47,11 +47,8 @@ def main() -> None:
     for name in names:
         method = get_method(name)
         began = time.perf_counter()
-        layers = method.layers(model, example)
-        shape = dict.fromkeys((layer.name for layer in layers), 1.0)
-        plan = project(layers, shape, measured_resource_fn(model, method, example, "macs"), args.keep * base_macs,
-                       max_ratio=method.max_ratio)
-        pruned = method.prune(copy.deepcopy(model), plan.removed, Calibration(torch.randn(32, 3, 32, 32),
+        removed = plan_removal("uniform", model, method, method.layers(model, example), args.keep, {}, example, "macs", base_macs)
+        pruned = method.prune(copy.deepcopy(model), removed, Calibration(torch.randn(32, 3, 32, 32),
                                                                               torch.randint(0, 10, (32,)))).eval()
         macs = count_macs(pruned, example)
         ms = measure_latency_ms(pruned.to(device), batch, repeats=args.repeats)

@@ -24,6 +24,7 @@ import time
 
 import pandas as pd
 
+from prune_ray.frontier import operating_points
 from prune_ray.results import read_results
 
 # name -> (schedule, sampler, early stopping)
@@ -63,16 +64,16 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - began
         frame = read_results(args.storage, sweep)
-        ok = frame[frame["status"] == "ok"]  # an ASHA-stopped trial is never the one a search returns
-        best = ok.sort_values("top1", ascending=False).groupby(["budget", "seed"]).head(1)
-        for budget, runs in best.groupby("budget"):
+        # per budget, each seed's search returns its best ok trial; mean and std over seeds
+        for point in operating_points(frame).itertuples():
+            of_budget = frame[frame["budget"] == point.budget]
             rows.append({
-                "strategy": strategy, "budget": budget, "trials_per_seed": len(frame[frame["budget"] == budget]) // len(runs), "seeds": len(runs),
-                "top1_mean": runs["top1"].mean(), "top1_std": runs["top1"].std(ddof=1),
-                "test_top1_mean": runs["test_top1"].mean(), "test_top1_std": runs["test_top1"].std(ddof=1),
-                "top1_pruned_mean": runs["top1_pruned"].mean(), "failed": int((frame["status"] == "failed").sum()),
-                # fine-tuning epochs all trials of the budget ran, per seed: what ASHA saves
-                "epochs_per_seed": frame[frame["budget"] == budget]["finetune_epochs"].sum() / len(runs),
+                "strategy": strategy, "budget": point.budget, "trials_per_seed": len(of_budget) // point.n, "seeds": point.n,
+                "top1_mean": point.top1_mean, "top1_std": point.top1_std,
+                "test_top1_mean": point.test_top1_mean, "test_top1_std": point.test_top1_std,
+                "top1_pruned_mean": point.top1_pruned, "failed": int((of_budget["status"] == "failed").sum()),
+                # fine-tuning epochs all trials of the budget ran (stopped ones: as far as they got)
+                "epochs_per_seed": of_budget["finetune_epochs"].sum() / point.n,
                 "sweep_seconds": seconds,
             })
     table = pd.DataFrame(rows).sort_values(["budget", "strategy"], ascending=[False, True])

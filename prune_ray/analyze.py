@@ -26,8 +26,9 @@ from .storage import Storage, open_storage
 TABLES = ("frontier", "ratio-grid", "methods")
 FORMATS = ("markdown", "csv")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-# Describe an operating point; v3 columns (ratio, iterative, prune_steps) are dropped when all null.
-DESCRIPTORS = ("budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps")
+# Describe an operating point; v3 columns (ratio, iterative, prune_steps) and point_detail (a
+# frontier search's trial id, a per-layer ratio mapping's layer ratios) are dropped when all null.
+DESCRIPTORS = ("budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps", "point_detail")
 GRID_KEYS = ("model", "dataset", "method", "budget_metric", "schedule", "iterative", "prune_steps")
 
 
@@ -74,6 +75,8 @@ def _notes(point: pd.Series) -> str:
     parts += [str(point[name]) for name in ("schedule", "iterative") if not _missing(point[name])]
     if not _missing(point["prune_steps"]):
         parts.append(f"{int(point['prune_steps'])} steps")
+    if not _missing(point.get("point_detail")):
+        parts.append(str(point["point_detail"]))
     return ", ".join(parts)
 
 

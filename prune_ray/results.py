@@ -1,4 +1,4 @@
-"""Parquet results, schema v3: one file per trial, written atomically; a reader for whole sweeps.
+"""Parquet results, schema v4: one file per trial, written atomically; a reader for whole sweeps.
 
 Layout: <storage>/<sweep>/trials/<trial_id>.parquet, <storage>/<sweep>/epochs/<trial_id>.parquet and,
 for the netadapt schedule, its greedy steps in <storage>/<sweep>/netadapt/<trial_id>.parquet.

@@ -29,7 +29,9 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
+from .data import load_dataset
 from .schedule import KEEP_KEY, shape_key
+from .spec import SpecError, SweepSpec
 from .storage import open_storage
 
 SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, trials per group) -> sampler
@@ -89,6 +91,41 @@ def shape_space(num_layers: int, min_weight: float) -> dict[str, optuna.distribu
     return {shape_key(i): optuna.distributions.FloatDistribution(min_weight, 1.0) for i in range(num_layers)}
 
 
+def search_spaces(spec: SweepSpec) -> dict[str, dict]:
+    """Per method, one shape weight per prunable layer of the spec's model on the spec's data.
+    Building the model here also rejects a model that cannot take the dataset, before Ray starts."""
+    from .baseline import build_model
+    from .prune import UnsupportedModelError, get_method, ratios_to_counts
+    from .schedule import searched_dimensions, unit_scores
+    from .trial import baseline_config
+
+    data = load_dataset(spec.dataset, spec.data)
+    try:
+        probe = build_model(baseline_config(spec, spec.seeds[0]), data)
+        example = data.example_inputs(1)
+        layers = {method: get_method(method).layers(probe, example) for method in spec.methods}
+    except UnsupportedModelError as error:
+        raise SpecError(str(error)) from None
+    except (ValueError, RuntimeError) as error:
+        raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
+    for index, entry in enumerate(spec.fixed_ratios):
+        for method, found in layers.items():
+            try:
+                ratios_to_counts(entry, found, get_method(method).max_ratio)
+            except ValueError as error:
+                raise SpecError(f"fixed_ratios[{index}] for {method!r}: {error}") from None
+    if spec.schedule == "global":
+        for method, found in layers.items():
+            try:
+                unit_scores(probe, get_method(method), found)
+            except ValueError as error:
+                raise SpecError(str(error)) from None
+    return {
+        method: shape_space(searched_dimensions(spec.schedule, found), spec.search.min_shape_weight)
+        for method, found in layers.items()
+    }
+
+
 class StudyJournal:
     """`<sweep>/optuna.journal`. On a local or shared filesystem Optuna appends to it in place; on
     an object store (no appends) Optuna appends to a local copy that `sync` uploads whenever Tune
@@ -142,7 +179,10 @@ class GroupedSearcher(Searcher):
         super().__init__(metric=METRIC, mode=MODE)
         self.stage = stage
         self._groups = list(groups)
+        # without a search space a group's schedule is deterministic: one trial says all there is
+        samples_per_group = samples_per_group if spaces is not None else 1
         self._queue = [index for _ in range(samples_per_group) for index in range(len(groups))]
+        self.total = len(self._queue)  # trials Tune should run
         self._issued = 0
         self._group_of: dict[str, int] = {}
         self._number_of: dict[str, int] = {}  # Tune trial id -> Optuna trial number in its group's study

@@ -317,7 +317,8 @@ def validate(spec: SweepSpec) -> None:
             for method in spec.methods:
                 if not 0 <= ratio <= get_method(method).max_ratio:
                     raise SpecError(
-                        f"fixed_ratios[{i}]: ratio {ratio!r} is outside [0, {get_method(method).max_ratio}] for {method!r}"
+                        f"fixed_ratios[{i}]: ratio {ratio!r} is outside [0, {get_method(method).max_ratio}] for {method!r} "
+                        f"(its ratio is the {get_method(method).ratio_meaning})"
                     )
     _choice(spec.iterative, ITERATIVE, "iterative")
     for steps in spec.prune_steps:

@@ -16,10 +16,10 @@ import uuid
 from .spec import (
     NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, spec_to_yaml, stage_epochs, validate, with_overrides,
 )
-from .data import DatasetFilesMissingError, load_dataset
+from .data import DatasetFilesMissingError
 from .schedule import SEARCHED
 from .storage import open_storage
-from .summary import EXIT_ALL_FAILED, settle_unfinished, summarize  # noqa: F401  (EXIT_ALL_FAILED: part of the CLI)
+from .summary import settle_unfinished, summarize
 
 EXIT_BAD_INPUT = 2
 SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SpecError(
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
                 )
+        from .search import search_spaces
+
         spaces = search_spaces(spec)
     except (SpecError, DatasetFilesMissingError) as error:
         print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
@@ -122,42 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     except StorageNotSharedError as error:
         print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-def search_spaces(spec: SweepSpec) -> dict[str, dict]:
-    """Per method, one shape weight per prunable layer of the spec's model on the spec's data.
-    Building the model here also rejects a model that cannot take the dataset, before Ray starts."""
-    from .baseline import build_model
-    from .prune import UnsupportedModelError, get_method, ratios_to_counts
-    from .schedule import searched_dimensions, unit_scores
-    from .search import shape_space
-    from .trial import baseline_config
-
-    data = load_dataset(spec.dataset, spec.data)
-    try:
-        probe = build_model(baseline_config(spec, spec.seeds[0]), data)
-        example = data.example_inputs(1)
-        layers = {method: get_method(method).layers(probe, example) for method in spec.methods}
-    except UnsupportedModelError as error:
-        raise SpecError(str(error)) from None
-    except (ValueError, RuntimeError) as error:
-        raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
-    for index, entry in enumerate(spec.fixed_ratios):
-        for method, found in layers.items():
-            try:
-                ratios_to_counts(entry, found, get_method(method).max_ratio)
-            except ValueError as error:
-                raise SpecError(f"fixed_ratios[{index}] for {method!r}: {error}") from None
-    if spec.schedule == "global":
-        for method, found in layers.items():
-            try:
-                unit_scores(probe, get_method(method), found)
-            except ValueError as error:
-                raise SpecError(str(error)) from None
-    return {
-        method: shape_space(searched_dimensions(spec.schedule, found), spec.search.min_shape_weight)
-        for method, found in layers.items()
-    }
 
 
 class StorageNotSharedError(RuntimeError):
@@ -308,38 +274,37 @@ def run_sweep(
 
     groups = operating_points(spec)
     baseline_seconds = prepare_baselines(spec, sorted({group.seed for group in groups}))
-    wants_scan = spec.schedule == "sensitivity" or (spec.schedule == "searched" and spec.search.seed_with_sensitivity)
     two_stage = spec.search.screen_epochs > 0
-    # other schedules are deterministic per operating point: repeating them would repeat one result
-    samples = spec.search.num_samples if spec.schedule in SEARCHED else 1
-    searcher = GroupedSearcher(
-        groups,
-        samples,
-        spaces if spec.schedule in SEARCHED else None,
-        spec.search.sampler,
-        shapes=sensitivity_shapes(spec, sweep) if wants_scan else None,
-        stage="screen" if two_stage else "single",
-        journal=StudyJournal(spec.storage, sweep),
-        keep_range=tuple(spec.search.keep_range),
-    )
     context = TrialContext(spec, sweep, baseline_seconds, git_sha())
     trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
-    scheduler = None
-    if spec.search.early_stopping == "asha":
-        scheduler = GroupedASHA(stage_epochs(spec, 1), spec.search.grace_epochs, per_prune_step=spec.iterative == "cycles")
     tune_dir = storage.uri_of(sweep, "tune")
-    if resume and tune.Tuner.can_restore(tune_dir):
+    if resume and tune.Tuner.can_restore(tune_dir):  # Tune restores the searcher and scheduler too
         print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
         tuner = tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True, restart_errored=True)
     else:
         if resume:
             print(f"[prune-ray] {tune_dir} holds no Tune state yet: starting the sweep from the beginning", flush=True)
+        searcher = GroupedSearcher(
+            groups,
+            spec.search.num_samples,
+            spaces if spec.schedule in SEARCHED else None,
+            spec.search.sampler,
+            # the sensitivity scan's shapes: the sensitivity schedule, or first proposals of searches
+            shapes=sensitivity_shapes(spec, sweep) if spec.schedule == "sensitivity" or (
+                spec.schedule == "searched" and spec.search.seed_with_sensitivity) else None,
+            stage="screen" if two_stage else "single",
+            journal=StudyJournal(spec.storage, sweep),
+            keep_range=tuple(spec.search.keep_range),
+        )
+        scheduler = None
+        if spec.search.early_stopping == "asha":
+            scheduler = GroupedASHA(stage_epochs(spec, 1), spec.search.grace_epochs, per_prune_step=spec.iterative == "cycles")
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,
-                num_samples=len(groups) * samples,
+                num_samples=searcher.total,
                 max_concurrent_trials=spec.search.max_concurrent,
                 reuse_actors=True,
             ),

@@ -102,6 +102,8 @@ def config_hash(spec: SweepSpec, config: dict[str, Any]) -> str:
     identity = dataclasses.asdict(spec)
     for incidental in ("name", "storage", "search", "resources", "max_failures"):
         identity.pop(incidental)  # where and how fast a trial runs does not change its result
+    identity["netadapt"].pop("parallel")  # candidates at once: fitted to the machine, same result
+    identity["screen_epochs"] = spec.search.screen_epochs  # a screen row's result depends on it
     blob = json.dumps({"spec": identity, "trial": config}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from prune_ray.analyze import load_literature, main, plot_frontiers, render
+from prune_ray.analyze import frontier_table, load_literature, main, plot_frontiers, render
 from prune_ray.frontier import literature_points, non_dominated, operating_points, pareto_front
 from prune_ray.results import write_trial
 from prune_ray.storage import open_storage
@@ -358,6 +358,8 @@ def test_per_layer_fixed_ratios_and_frontier_trials_are_points_of_their_own():
     mapped = points[points["schedule"] == "fixed"]
     assert sorted(mapped["n"]) == [1, 2]  # the two seeds of {conv: 0.5} are one point, {fc: 0.9} another
     assert the_point(mapped, n=2)["top1_mean"] == pytest.approx(0.91)
+    shown = set(frontier_table(mapped)["point_detail"])  # the tables say which mapping a row is
+    assert shown == {"layer ratios 0.500 0.500 0.000", "layer ratios 0.000 0.000 0.900"}
     searched = points[points["schedule"] == "searched"]
     assert sorted(searched["point_detail"]) == ["d", "e"]  # a frontier search's trials, one point each
     assert len(pareto_front(searched)) == 2

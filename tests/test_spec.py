@@ -63,6 +63,8 @@ def test_yaml_values_become_typed_fields(tmp_path):
         ("schedule: netadapt\niterative: cycles\nprune_steps: [2]\n", ["netadapt", "oneshot"]),
         ("netadapt: {step_fraction: 1.5}\n", ["netadapt.step_fraction", "1.5", "(0, 1)"]),
         ("netadapt: {parallel: 0}\n", ["netadapt.parallel", "> 0"]),
+        ("schedule: fixed\nmethods: [l1_filter]\nfixed_ratios: [0.99]\n",
+         ["fixed_ratios[0]", "0.99", "[0, 0.95]", "'l1_filter'", "output channels removed"]),
         ("netadapt: {stepsize: 0.1}\n", ["netadapt", "unknown key 'stepsize'", "step_fraction"]),
     ],
 )
