@@ -22,7 +22,7 @@ import torch
 from prune_ray.measure import count_macs, count_params, measure_latency_ms
 from prune_ray.models import create_model
 from prune_ray.prune import Calibration, get_method, list_methods
-from prune_ray.schedule import plan_removal
+from prune_ray.plan import plan_removal
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import time
 
 import pandas as pd
 
-from prune_ray.frontier import operating_points
+from prune_ray.results.frontier import point_summary
 from prune_ray.results import read_results
 
 # name -> (schedule, sampler, early stopping)
@@ -65,7 +65,7 @@ def main() -> None:
         seconds = time.perf_counter() - began
         frame = read_results(args.storage, sweep)
         # per budget, each seed's search returns its best ok trial; mean and std over seeds
-        for point in operating_points(frame).itertuples():
+        for point in point_summary(frame).itertuples():
             of_budget = frame[frame["budget"] == point.budget]
             rows.append({
                 "strategy": strategy, "budget": point.budget, "trials_per_seed": len(of_budget) // point.n, "seeds": point.n,

@@ -23,7 +23,7 @@ from safetensors.torch import save as save_safetensors
 
 from .data import DataOptions, Dataset
 from .models import create_model
-from .storage import Storage
+from .results.storage import Storage
 from .train import TrainRecipe, evaluate, train
 
 STORE_FORMAT = 1  # bump when the stored layout or training semantics change

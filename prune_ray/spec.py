@@ -12,15 +12,15 @@ import dataclasses
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import yaml
 
 from .data import DataOptions, list_datasets
 from .models import list_models
-from .iterative import ITERATIVE
-from .schedule import SCHEDULES, SEARCHED
+from .plan import get_schedule, list_schedules
 from .prune import get_method, list_methods
+from .prune.iterative import ITERATIVE
 from .train import LR_SCHEDULES, TrainRecipe
 
 BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
@@ -247,14 +247,16 @@ def stage_epochs(spec: SweepSpec, prune_steps: int) -> int:
 def _validate_search(spec: SweepSpec) -> None:
     search = spec.search
     _choice(search.sampler, SAMPLERS, "search.sampler")
-    _choice(spec.schedule, SCHEDULES, "schedule")
+    _choice(spec.schedule, list_schedules(), "schedule")
+    schedule = get_schedule(spec.schedule)
     _choice(search.early_stopping, EARLY_STOPPING, "search.early_stopping")
     if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
         raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
-    if not spec.budgets and spec.schedule != "fixed":
-        if spec.schedule not in SEARCHED or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+    if not spec.budgets and schedule.takes == "budget":
+        if not schedule.searched or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            searched = " or ".join(name for name in list_schedules() if get_schedule(name).searched)
             raise SpecError(
-                f"budgets: [] searches accuracy against resource kept, which needs schedule searched or conv_fc "
+                f"budgets: [] searches accuracy against resource kept, which needs schedule {searched} "
                 f"and search.sampler {' or '.join(MULTI_OBJECTIVE_SAMPLERS)}; got schedule {spec.schedule!r}, "
                 f"sampler {search.sampler!r} (or give budgets, e.g. --budget 0.5)"
             )
@@ -268,19 +270,22 @@ def _validate_search(spec: SweepSpec) -> None:
         )
 
 
-def _validate_netadapt(spec: SweepSpec) -> None:
+def _validate_schedule(spec: SweepSpec) -> None:
     options = spec.netadapt
     if not 0 < options.step_fraction < 1:
         raise SpecError(f"netadapt.step_fraction: {options.step_fraction!r} must be in (0, 1)")
     _positive(options.short_epochs, "netadapt.short_epochs", allow_zero=True)
     _positive(options.parallel, "netadapt.parallel")
-    if spec.schedule != "netadapt":
-        return
-    for method in spec.methods:
-        if get_method(method).granularity == "lowrank":
-            raise SpecError(f"schedule 'netadapt' prunes a layer again and again; low-rank {method!r} cannot be re-factorised")
-    if spec.iterative != "oneshot" or spec.search.screen_epochs:
-        raise SpecError("schedule 'netadapt' does its own pruning steps: use iterative 'oneshot' and no screen_epochs")
+    schedule = get_schedule(spec.schedule)
+    if schedule.takes == "ratios" and not spec.fixed_ratios:
+        raise SpecError(f"fixed_ratios: schedule {spec.schedule!r} needs at least one ratio (e.g. fixed_ratios: [0.5])")
+    if schedule.takes != "ratios" and spec.fixed_ratios:
+        takes = " or ".join(repr(name) for name in list_schedules() if get_schedule(name).takes == "ratios")
+        raise SpecError(f"fixed_ratios: only used by schedule {takes}, not {spec.schedule!r}")
+    try:
+        schedule.validate(spec)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
 
 
 def validate(spec: SweepSpec) -> None:
@@ -308,10 +313,7 @@ def validate(spec: SweepSpec) -> None:
                 f"budget_metric 'macs' cannot be met by unstructured method {method!r}: masks keep the "
                 "dense MACs; use 'params' or 'auto'"
             )
-    if spec.schedule == "fixed" and not spec.fixed_ratios:
-        raise SpecError("fixed_ratios: schedule 'fixed' needs at least one ratio (e.g. fixed_ratios: [0.5])")
-    if spec.schedule != "fixed" and spec.fixed_ratios:
-        raise SpecError(f"fixed_ratios: only used by schedule 'fixed', not {spec.schedule!r}")
+    _validate_schedule(spec)
     for i, entry in enumerate(spec.fixed_ratios):
         for ratio in entry.values() if isinstance(entry, dict) else [entry]:
             for method in spec.methods:
@@ -334,12 +336,11 @@ def validate(spec: SweepSpec) -> None:
             raise SpecError(f"iterative 'cycles' cannot re-factorise the low-rank layers of {method!r}: use 'oneshot'")
     if spec.iterative == "agp" and max(spec.prune_steps) > spec.finetune.epochs:
         raise SpecError(f"prune_steps: agp prunes once per epoch, so {max(spec.prune_steps)} steps need as many finetune.epochs")
-    _validate_netadapt(spec)
     _positive(spec.search.num_samples, "search.num_samples")
     _positive(spec.search.max_concurrent, "search.max_concurrent")
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
     _positive(spec.search.keep_best, "search.keep_best")
-    if spec.search.screen_epochs and spec.schedule not in SEARCHED:
+    if spec.search.screen_epochs and not get_schedule(spec.schedule).searched:
         raise SpecError(f"search.screen_epochs: a two-stage search needs a searched schedule, not {spec.schedule!r}")
     if spec.search.screen_epochs and spec.iterative != "oneshot":
         raise SpecError("search.screen_epochs: two-stage search works with iterative 'oneshot' only")

@@ -1,12 +1,13 @@
-"""One trial: baseline -> schedule -> prune -> evaluate -> fine-tune -> measure -> Parquet row.
+"""One trial as named phases, Ray-free: start the row -> baseline -> plan -> prune and fine-tune ->
+measure -> finish the row (one Parquet row, status 'ok' or 'failed').
 
-`run_trial` is plain Python (callable without Ray, as the tests do); `tune_trial` adapts it to
-Ray Tune, reporting each fine-tuning epoch so schedulers and searchers see progress.
+`run_trial` is plain Python (the tests call it without Ray). What it needs from the Ray side it
+receives as arguments: a reporter (Tune's `report`) and a `Runtime` (the node's name, Ray's version,
+and an executor that fine-tunes netadapt's candidates as Ray tasks); `tune.trainable` adapts it.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime
 import functools
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -25,19 +26,24 @@ import torch
 from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
-from .iterative import prune_and_finetune
 from .measure import Measurement, measure
-from .prune import Calibration, get_method
+from .plan import Subject, get_schedule
+from .plan.netadapt import ShortTune, local_short_tune
+from .points import TrialConfig
+from .prune import Calibration, UnsupportedModelError, get_method
+from .prune.iterative import Cadence, FineTune, prune_and_finetune
 from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
-from .netadapt import Candidate, CandidateOutcome, ShortTune, local_short_tune, netadapt, short_tune_candidate
-from .results import write_epochs, write_steps, write_trial
-from .schedule import KEEP_KEY, SEARCHED, plan_removal
-from .spec import SweepSpec, resolved_metric
-from .storage import open_storage
+from .results.parquet import write_epochs, write_steps, write_trial
+from .results.storage import open_storage
+from .spec import SpecError, SweepSpec, resolved_metric
 from .train import TrainRecipe, evaluate, train
 
 Reporter = Callable[[dict[str, Any]], None]
 CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
+# where and how fast a trial runs does not change its result: left out of config_hash
+INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel")
+# (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
+CandidateExecutor = Callable[[str, TrainRecipe, int], "ShortTune | None"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,15 @@ class TrialContext:
     sweep: str  # directory name of the sweep under the storage root
     baseline_seconds: dict[int, float]  # per seed: spent training the baseline in this sweep (0: loaded)
     git_sha: str | None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the Ray side tells a trial; the default is a plain process on this machine."""
+
+    node: str = field(default_factory=socket.gethostname)
+    ray_version: str | None = None
+    candidates: CandidateExecutor | None = None  # netadapt's candidates in parallel; None: one by one here
 
 
 def baseline_config(spec: SweepSpec, seed: int) -> BaselineConfig:
@@ -62,6 +77,32 @@ def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
         return Baseline(model, f"file:{spec.baseline.checkpoint}", top1, top5, test_top1, 0.0, trained_now=False)
     store = BaselineStore(open_storage(spec.storage))
     return store.get_or_train(config, data, retrain_corrupt=spec.baseline.retrain_corrupt)
+
+
+def preflight(spec: SweepSpec) -> dict[str, int] | None:
+    """Build the spec's model on its data and check every method and the schedule against it,
+    before Ray starts (SpecError, one line). Returns per method the number of values a search
+    proposes per trial, or None when the schedule is not searched."""
+    data = load_dataset(spec.dataset, spec.data)
+    schedule = get_schedule(spec.schedule)
+    try:
+        probe = build_model(baseline_config(spec, spec.seeds[0]), data)
+        example = data.example_inputs(1)
+        methods = {name: get_method(name) for name in spec.methods}
+        subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0)
+                    for name, m in methods.items()}
+    except UnsupportedModelError as error:
+        raise SpecError(str(error)) from None
+    except (ValueError, RuntimeError) as error:
+        raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
+    for subject in subjects.values():
+        try:
+            schedule.check(spec, subject)
+        except ValueError as error:
+            raise SpecError(str(error)) from None
+    if not schedule.searched:
+        return None
+    return {name: schedule.space(subject) for name, subject in subjects.items()}
 
 
 def trial_device(spec: SweepSpec) -> torch.device:
@@ -83,32 +124,24 @@ def calibration_of(data: Dataset) -> Calibration:
     return Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
 
 
-def _node() -> str:
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return ray.util.get_node_ip_address()
-    except ImportError:
-        pass
-    return socket.gethostname()
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def config_hash(spec: SweepSpec, config: dict[str, Any]) -> str:
+def config_hash(spec: SweepSpec, config: TrialConfig) -> str:
     identity = dataclasses.asdict(spec)
-    for incidental in ("name", "storage", "search", "resources", "max_failures"):
-        identity.pop(incidental)  # where and how fast a trial runs does not change its result
-    identity["netadapt"].pop("parallel")  # candidates at once: fitted to the machine, same result
+    for path in INCIDENTAL:
+        *parents, leaf = path.split(".")
+        section = identity
+        for parent in parents:
+            section = section[parent]
+        section.pop(leaf)
     identity["screen_epochs"] = spec.search.screen_epochs  # a screen row's result depends on it
-    blob = json.dumps({"spec": identity, "trial": config}, sort_keys=True, default=str).encode()
+    blob = json.dumps({"spec": identity, "trial": config.as_dict()}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
+def derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
     return {
         "params_keep": pruned.params_nonzero / base.params,
         "macs_keep": pruned.macs / base.macs,
@@ -128,185 +161,156 @@ def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers
     return [layer.name for layer in layers], [removed[layer.name] / layer.units for layer in layers]
 
 
-def run_trial(config: dict[str, Any], context: TrialContext, trial_id: str, report: Reporter) -> dict[str, Any]:
-    """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
-    spec, group = context.spec, dict(config["group"])
-    shape = config.get("shape") or {}
-    target_keep = group["budget"] if group["budget"] is not None else shape.get(KEEP_KEY)  # frontier: proposed
-    stage = config.get("stage", "single")
-    finetune = dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
-    method = get_method(group["method"])
-    metric = resolved_metric(spec, method.name)
-    row: dict[str, Any] = {
-        "sweep": context.sweep,
-        "trial_id": trial_id,
-        "config_hash": config_hash(spec, config),
-        "seed": group["seed"],
-        "started_at": _now(),
-        "model": spec.model,
-        "dataset": spec.dataset,
-        "method": method.name,
-        "granularity": method.granularity,
-        "schedule": spec.schedule,
-        "sampler": spec.search.sampler if spec.schedule in SEARCHED else None,
-        "budget_metric": metric,
-        "budget": group["budget"],
-        "ratio": group["ratio"] if isinstance(group.get("ratio"), float) else None,
-        "iterative": spec.iterative,
-        "prune_steps": group.get("prune_steps", 1),
-        "stage": stage,
-        "finetune_epochs": finetune.epochs * (group.get("prune_steps", 1) if spec.iterative == "cycles" else 1),
-        "node": _node(),
-        "torch_version": torch.__version__,
-        "ray_version": _ray_version(),
-        "prune_ray_version": __version__,
-        "git_sha": context.git_sha,
-    }
-    storage = open_storage(spec.storage)
-    epochs: list[dict[str, Any]] = []
-    try:
-        torch.manual_seed(group["seed"])  # random methods and fine-tuning are reproducible per seed
-        device = trial_device(spec)
-        row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
-        data = trial_data(spec)
+def finetune_recipe(spec: SweepSpec, stage: str) -> TrainRecipe:
+    """A screening trial fine-tunes search.screen_epochs; every other trial finetune.epochs."""
+    return dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
 
+
+class TrialRun:
+    """One trial's state as it passes through its phases; each phase fills part of the row."""
+
+    def __init__(self, config: TrialConfig, context: TrialContext, trial_id: str, report: Reporter, runtime: Runtime):
+        self.config, self.context, self.trial_id, self.report, self.runtime = config, context, trial_id, report, runtime
+        self.spec = context.spec
+        self.method = get_method(config.point.method)
+        self.metric = resolved_metric(self.spec, self.method.name)
+        self.recipe = finetune_recipe(self.spec, config.stage)
+        self.storage = open_storage(self.spec.storage)
+        self.epochs: list[dict[str, Any]] = []
+        self.row = self.start_row()
+
+    def start_row(self) -> dict[str, Any]:
+        """Phase 1: the row's identity, known before anything runs."""
+        spec, point = self.spec, self.config.point
+        schedule = get_schedule(spec.schedule)
+        return {
+            "sweep": self.context.sweep, "trial_id": self.trial_id, "config_hash": config_hash(spec, self.config),
+            "seed": point.seed, "started_at": _now(), "model": spec.model, "dataset": spec.dataset,
+            "method": self.method.name, "granularity": self.method.granularity, "schedule": spec.schedule,
+            "sampler": spec.search.sampler if schedule.searched else None, "budget_metric": self.metric,
+            "budget": point.budget, "ratio": point.ratio if isinstance(point.ratio, float) else None,
+            "iterative": spec.iterative, "prune_steps": point.prune_steps, "stage": self.config.stage,
+            "finetune_epochs": self.recipe.epochs * (point.prune_steps if spec.iterative == "cycles" else 1),
+            "node": self.runtime.node, "torch_version": torch.__version__, "ray_version": self.runtime.ray_version,
+            "prune_ray_version": __version__, "git_sha": self.context.git_sha,
+        }
+
+    def obtain_baseline(self) -> None:
+        """Phase 2: the baseline (loaded, or trained into the store), measured."""
+        torch.manual_seed(self.config.point.seed)  # random methods and fine-tuning are reproducible per seed
+        device = trial_device(self.spec)
+        self.row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
+        self.data = trial_data(self.spec)
         began = time.perf_counter()
-        baseline = obtain_baseline(spec, data, group["seed"])
+        baseline = obtain_baseline(self.spec, self.data, self.config.point.seed)
         model = baseline.model.to(device)
-        row["time_baseline_s"] = context.baseline_seconds.get(group["seed"], 0.0) + (time.perf_counter() - began)
-        example = data.example_inputs(1)
-        timing_batch = data.val_x[: spec.measure.latency_batch_size]
-        base = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
-        row.update(
-            baseline_top1=baseline.top1,
-            baseline_top5=baseline.top5,
-            baseline_test_top1=baseline.test_top1,
-            baseline_params=base.params,
-            baseline_macs=base.macs,
-        )
+        seconds_in_sweep = self.context.baseline_seconds.get(self.config.point.seed, 0.0)
+        self.row["time_baseline_s"] = seconds_in_sweep + (time.perf_counter() - began)
+        self.timing_batch = self.data.val_x[: self.spec.measure.latency_batch_size]
+        self.base = measure(model, self.timing_batch, latency_repeats=self.spec.measure.latency_repeats)
+        self.row.update(baseline_top1=baseline.top1, baseline_top5=baseline.top5, baseline_test_top1=baseline.test_top1,
+                        baseline_params=self.base.params, baseline_macs=self.base.macs)
+        example = self.data.example_inputs(1)
+        resource = self.base.params if self.metric == "params" else self.base.macs
+        self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource)
+        self.calibration = calibration_of(self.data)
 
-        layers = method.layers(model, example)
-        baseline_resource = base.params if metric == "params" else base.macs
-        calibration = calibration_of(data)
-
-        def on_pruned(top1: float, top5: float) -> None:
-            row["top1_pruned"], row["top5_pruned"] = top1, top5
-            # epoch 0 of the curve is top1_pruned: after the last pruning step so far (cycles and
-            # agp prune more than once; agp calls this only after some epochs have run)
-            pruned_point = {"epoch": 0, "top1": top1, "top5": top5}
-            if epochs and epochs[0]["epoch"] == 0:
-                epochs[0] = pruned_point
-            else:
-                epochs.insert(0, pruned_point)
-            # the trial's row while it fine-tunes: what remains if early stopping ends it here
-            write_trial(storage, {**row, "status": "running"})
-
-        def on_epoch(stats) -> None:
-            epochs.append(dataclasses.asdict(stats))
-            write_epochs(storage, context.sweep, trial_id, epochs)  # a stopped trial keeps its curve
-            report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
-
+    def plan(self) -> None:
+        """Phase 3: units removed per layer (one-shot schedules), or the pruned model (netadapt)."""
         began = time.perf_counter()
-        if spec.schedule == "netadapt":
-            searched = run_netadapt(spec, method, model, data, calibration, metric, target_keep, group["seed"], context, trial_id)
-            model, removed = searched.model, searched.removed
-            row["time_prune_s"] = time.perf_counter() - began
-            began = time.perf_counter()
-            on_pruned(*evaluate(model, data.val_x, data.val_y))
-            train(model, data, finetune, seed=group["seed"], on_epoch=on_epoch)  # NetAdapt's long fine-tune
+        schedule, config = get_schedule(self.spec.schedule), self.config
+        self.adapted = None
+        if schedule.adapt is not None:
+            self.adapted = schedule.adapt(self.subject, config.target_keep, self.spec, self.short_tunes)
+            self.removed = self.adapted.removed
+            write_steps(self.storage, self.context.sweep, self.trial_id, self.adapted.trace)
         else:
-            point = group["ratio"] if spec.schedule == "fixed" else target_keep
-            removed = plan_removal(spec.schedule, model, method, layers, point, shape, example, metric, baseline_resource)
-            row["time_prune_s"] = time.perf_counter() - began
-            began = time.perf_counter()
-            model = prune_and_finetune(
-                model, method, removed, mode=spec.iterative, steps=row["prune_steps"], data=data,
-                recipe=finetune, calibration=calibration, seed=group["seed"], on_epoch=on_epoch, on_pruned=on_pruned,
-            ).model
-        row["time_finetune_s"] = time.perf_counter() - began
+            point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
+            self.removed = schedule.plan(self.subject, point, config.proposal)
+        self.row["time_prune_s"] = time.perf_counter() - began
 
+    def short_tunes(self, recipe: TrainRecipe) -> ShortTune:
+        """netadapt's candidates: as Ray tasks when the runtime has an executor, else one by one here."""
+        seed = self.config.point.seed
+        remote = self.runtime.candidates(self.method.name, recipe, seed) if self.runtime.candidates else None
+        return remote or local_short_tune(self.method, self.data, recipe, self.calibration, seed)
+
+    def prune_and_finetune(self) -> None:
+        """Phase 4: prune the baseline as planned (once, or in cycles/agp steps) and fine-tune."""
         began = time.perf_counter()
-        if method.records_thresholds:
+        tuning = FineTune(self.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned)
+        if self.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
+            self.model = self.adapted.model
+            self.on_pruned(*evaluate(self.model, self.data.val_x, self.data.val_y))
+            train(self.model, self.data, self.recipe, seed=tuning.seed, on_epoch=self.on_epoch)
+        else:
+            cadence = Cadence(self.spec.iterative, self.config.point.prune_steps)
+            outcome = prune_and_finetune(self.subject.model, self.method, self.removed, cadence, tuning, self.calibration)
+            self.model = outcome.model
+        self.row["time_finetune_s"] = time.perf_counter() - began
+
+    def on_pruned(self, top1: float, top5: float) -> None:
+        self.row["top1_pruned"], self.row["top5_pruned"] = top1, top5
+        # epoch 0 of the curve is top1_pruned: after the last pruning step so far (cycles and agp
+        # prune more than once; agp calls this only after some epochs have run)
+        pruned_point = {"epoch": 0, "top1": top1, "top5": top5}
+        if self.epochs and self.epochs[0]["epoch"] == 0:
+            self.epochs[0] = pruned_point
+        else:
+            self.epochs.insert(0, pruned_point)
+        # the trial's row while it fine-tunes: what remains if early stopping ends it here
+        write_trial(self.storage, {**self.row, "status": "running"})
+
+    def on_epoch(self, stats) -> None:
+        self.epochs.append(dataclasses.asdict(stats))
+        write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)  # a stopped trial keeps its curve
+        self.report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
+
+    def measure(self) -> None:
+        """Phase 5: accuracy and the achieved resource of the pruned model itself; the budget check."""
+        began, model, row, data = time.perf_counter(), self.model, self.row, self.data
+        if self.method.records_thresholds:
             row["conv_threshold"], row["fc_threshold"] = magnitude_thresholds(model)
         make_masks_permanent(model)
-        row["layer_names"], row["layer_ratios"] = layer_ratios(model, method, removed, layers)
+        row["layer_names"], row["layer_ratios"] = layer_ratios(model, self.method, self.removed, self.subject.layers)
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
         row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
-        pruned = measure(model, timing_batch, latency_repeats=spec.measure.latency_repeats)
+        pruned = measure(model, self.timing_batch, latency_repeats=self.spec.measure.latency_repeats)
         row["time_eval_s"] = time.perf_counter() - began
-        row.update(dataclasses.asdict(pruned), **_derived(base, pruned))
+        row.update(dataclasses.asdict(pruned), **derived(self.base, pruned))
         row["status"] = "ok"
-        if target_keep is not None:
-            achieved = row[f"{metric}_keep"]  # params_keep counts nonzero parameters
-            if achieved > target_keep * (1 + 1e-9):
-                raise AssertionError(f"pruned model keeps {achieved:.4f} of {metric}, over budget {target_keep}")
-    except Exception as error:  # a failed trial is a row, never a crashed sweep
-        row["status"] = "failed"
-        row["error"] = f"{type(error).__name__}: {error}"
+        target = self.config.target_keep
+        achieved = row[f"{self.metric}_keep"]  # params_keep counts nonzero parameters
+        if target is not None and achieved > target * (1 + 1e-9):
+            raise AssertionError(f"pruned model keeps {achieved:.4f} of {self.metric}, over budget {target}")
+
+    def fail(self, error: Exception) -> None:
+        """A failed trial is a row, never a crashed sweep; what was measured before stays in it."""
+        self.row["status"] = "failed"
+        self.row["error"] = f"{type(error).__name__}: {error}"
         if not isinstance(error, (ValueError, RuntimeError)):
-            row["error"] += "\n" + traceback.format_exc(limit=5)
-    row["finished_at"] = _now()
-    write_epochs(storage, context.sweep, trial_id, epochs)
-    write_trial(storage, row)
-    return row
+            self.row["error"] += "\n" + traceback.format_exc(limit=5)
+
+    def finish_row(self) -> dict[str, Any]:
+        """Phase 6: the final row and curve, written (a retried trial overwrites its own files)."""
+        self.row["finished_at"] = _now()
+        write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)
+        write_trial(self.storage, self.row)
+        return self.row
 
 
-def run_netadapt(spec: SweepSpec, method, model, data: Dataset, calibration: Calibration, metric: str,
-                 budget: float, seed: int, context: TrialContext, trial_id: str):
-    """NetAdapt's greedy steps; their trace goes to <sweep>/netadapt/<trial_id>.parquet."""
-    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0)
-    task_pids: list[set[int]] = []  # per step: the Ray worker processes that ran its candidates
-    remote = ray_short_tune(spec, method.name, recipe, seed, task_pids)
-    local = local_short_tune(method, data, recipe, calibration, seed)
-    tried: list[int] = []
-
-    def short_tune(current: torch.nn.Module, candidates: list[Candidate]) -> list[CandidateOutcome]:
-        tried.append(len(candidates))
-        return (remote or local)(current, candidates)
-
-    searched = netadapt(model, method, data.example_inputs(1), metric, budget, spec.netadapt.step_fraction, short_tune)
-    steps = [
-        {"step": step.index, "layer": step.layer, "removed": step.removed, "candidates": count,
-         "task_processes": len(pids), "resource_keep": step.resource_keep, "top1": step.top1}
-        for step, count, pids in zip(searched.steps, tried, task_pids if remote else [set()] * len(tried))
-    ]
-    write_steps(open_storage(spec.storage), context.sweep, trial_id, steps)
-    return searched
-
-
-def ray_short_tune(
-    spec: SweepSpec, method_name: str, recipe: TrainRecipe, seed: int, task_pids: list[set[int]]
-) -> ShortTune | None:
-    """Candidates short-fine-tuned in parallel as Ray tasks in the trial's placement group (its
-    extra bundles, so trials never wait on each other's tasks); None outside a Ray trial."""
+def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report: Reporter = lambda metrics: None,
+              runtime: Runtime = Runtime()) -> dict[str, Any]:
+    """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
+    run = TrialRun(config, context, trial_id, report, runtime)
     try:
-        import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-    except ImportError:
-        return None
-    placement = ray.util.get_current_placement_group() if ray.is_initialized() else None
-    if placement is None or len(placement.bundle_specs) < 2:
-        return None
-
-    @ray.remote(num_returns=3, num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
-    def tune_candidate(model: torch.nn.Module, candidate: Candidate) -> tuple[float, int, torch.nn.Module]:
-        torch.set_num_threads(max(1, int(spec.resources.cpu)))
-        data = trial_data(spec)
-        top1, tuned = short_tune_candidate(model.to(trial_device(spec)), get_method(method_name), candidate, data, recipe,
-                                           calibration_of(data), seed)
-        return top1, os.getpid(), tuned.cpu()
-
-    strategy = PlacementGroupSchedulingStrategy(placement, placement_group_capture_child_tasks=True)
-
-    def short_tune(model: torch.nn.Module, candidates: list[Candidate]) -> list[CandidateOutcome]:
-        device = next(model.parameters()).device
-        shared = ray.put(copy.deepcopy(model).cpu())
-        refs = [tune_candidate.options(scheduling_strategy=strategy).remote(shared, c) for c in candidates]
-        top1s = ray.get([top1 for top1, _, _ in refs])
-        task_pids.append(set(ray.get([pid for _, pid, _ in refs])))
-        return [CandidateOutcome(top1, lambda ref=ref: ray.get(ref).to(device)) for top1, (_, _, ref) in zip(top1s, refs)]
-
-    return short_tune
+        run.obtain_baseline()
+        run.plan()
+        run.prune_and_finetune()
+        run.measure()
+    except Exception as error:  # noqa: BLE001  (every failure becomes the row's error)
+        run.fail(error)
+    return run.finish_row()
 
 
 def git_sha() -> str | None:
@@ -318,45 +322,3 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def trial_resources(spec: SweepSpec):
-    """What one trial holds: its cores and GPU share, and for netadapt as many more bundles as
-    candidates it fine-tunes at once (its Ray tasks run there, so trials never starve each other)."""
-    from ray import tune
-
-    bundle = {"CPU": spec.resources.cpu, **({"GPU": spec.resources.gpu} if spec.resources.gpu else {})}
-    extra = spec.netadapt.parallel if spec.schedule == "netadapt" else 0
-    return tune.PlacementGroupFactory([bundle] * (1 + extra))
-
-
-def _ray_version() -> str | None:
-    try:
-        import ray
-
-        return ray.__version__
-    except ImportError:
-        return None
-
-
-def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Ray Tune entry point: runs the trial and reports the final row's key figures."""
-    from ray import tune
-
-    torch.set_num_threads(max(1, int(context.spec.resources.cpu)))
-    trial_id = tune.get_context().get_trial_id()
-    config = config.get("trial", config)  # second-stage trials come as a grid of whole configs
-    row = run_trial(config, context, trial_id, report=tune.report)
-    failed = row["status"] == "failed"
-    tune.report(
-        {
-            "top1": 0.0 if failed else row["top1"],
-            "top1_pruned": row.get("top1_pruned"),
-            "params_keep": row.get("params_keep"),
-            "macs_keep": row.get("macs_keep"),
-            # the budgeted resource kept: a frontier search's second objective
-            "resource_keep": row.get(f"{row['budget_metric']}_keep"),
-            "status": row["status"],
-            "error": row.get("error") or "",
-        }
-    )

@@ -11,10 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from prune_ray.analyze import frontier_table, load_literature, main, plot_frontiers, render
-from prune_ray.frontier import literature_points, non_dominated, operating_points, pareto_front
-from prune_ray.results import write_trial
-from prune_ray.storage import open_storage
+from prune_ray.results.analyze import main
+from prune_ray.results.plot import load_literature, plot_frontiers
+from prune_ray.results.tables import frontier_table, render
+from prune_ray.results.frontier import literature_points, non_dominated, point_summary, pareto_front
+from prune_ray.results.parquet import write_trial
+from prune_ray.results.storage import open_storage
 
 DEFAULTS = {
     "sweep": "s1", "seed": 0, "status": "ok", "model": "resnet56", "dataset": "cifar10", "method": "magnitude",
@@ -53,7 +55,7 @@ def test_each_seed_contributes_its_best_trial_and_seeds_are_averaged():
         {"seed": 2, "top1": 0.99, "status": "failed"},  # failed rows never count
         {"seed": 0, "top1": 0.60, "budget": 0.3, "params_keep": 0.3},
     ))
-    points = operating_points(results)
+    points = point_summary(results)
     assert list(points["budget"]) == [0.3, 0.5]  # sorted by keep
     half = the_point(points, budget=0.5)
     assert half["n"] == 3 and half["trials"] == 5
@@ -64,7 +66,7 @@ def test_each_seed_contributes_its_best_trial_and_seeds_are_averaged():
 
 
 def test_keep_is_the_budgeted_resource():
-    points = operating_points(frame(
+    points = point_summary(frame(
         {"method": "l1_filter", "granularity": "structured", "budget_metric": "macs", "params_keep": 0.7, "macs_keep": 0.5},
         {"method": "magnitude", "budget_metric": "params", "params_keep": 0.4, "macs_keep": 1.0},
         # no metric recorded (fixed ratio): structured rows are measured on MACs, as budget_metric: auto does
@@ -81,8 +83,8 @@ def test_screen_rows_are_left_out_unless_asked_for():
         {"top1": 0.99, "stage": "screen", "finetune_epochs": 1},
         {"top1": 0.85, "stage": "final", "seed": 1},
     ))
-    assert the_point(operating_points(results), budget=0.5)["top1_mean"] == pytest.approx(0.875)
-    with_screen = the_point(operating_points(results, include_screen=True), budget=0.5)
+    assert the_point(point_summary(results), budget=0.5)["top1_mean"] == pytest.approx(0.875)
+    with_screen = the_point(point_summary(results, include_screen=True), budget=0.5)
     assert with_screen["top1_mean"] == pytest.approx((0.99 + 0.85) / 2) and with_screen["trials"] == 3
 
 
@@ -94,7 +96,7 @@ def test_fixed_ratios_and_iterative_variants_are_separate_points():
         {**fixed, "ratio": 0.5, "iterative": "agp", "prune_steps": 4, "params_keep": 0.5, "top1": 0.90},
         {**fixed, "ratio": 0.5, "iterative": "agp", "prune_steps": 4, "params_keep": 0.5, "top1": 0.92, "seed": 1},
     ))
-    points = operating_points(results)
+    points = point_summary(results)
     assert len(points) == 3
     agp = the_point(points, iterative="agp")
     assert (agp["ratio"], agp["prune_steps"], agp["n"]) == (0.5, 4, 2)
@@ -282,7 +284,7 @@ def test_cli_unknown_format_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_module_entry_point_runs_without_ray_optuna_or_torch(tmp_path):
     check = (
-        "import sys; from prune_ray.analyze import main; rc = main(sys.argv[1:]); "
+        "import sys; from prune_ray.results.analyze import main; rc = main(sys.argv[1:]); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'torch'})); sys.exit(rc)"
     )
     run = subprocess.run([sys.executable, "-c", check, str(tmp_path / "nope")], capture_output=True, text=True)
@@ -354,7 +356,7 @@ def test_per_layer_fixed_ratios_and_frontier_trials_are_points_of_their_own():
         {"budget": None, "seed": 0, "top1": 0.85, "params_keep": 0.4, "layer_ratios": [0.6, 0.2, 0.7], "trial_id": "d"},
         {"budget": None, "seed": 0, "top1": 0.88, "params_keep": 0.6, "layer_ratios": [0.3, 0.2, 0.5], "trial_id": "e"},
     ))
-    points = operating_points(results)
+    points = point_summary(results)
     mapped = points[points["schedule"] == "fixed"]
     assert sorted(mapped["n"]) == [1, 2]  # the two seeds of {conv: 0.5} are one point, {fc: 0.9} another
     assert the_point(mapped, n=2)["top1_mean"] == pytest.approx(0.91)

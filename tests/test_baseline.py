@@ -8,7 +8,7 @@ from prune_ray.baseline import BaselineConfig, BaselineStore, CorruptCheckpointE
 from prune_ray.data import DataOptions
 from prune_ray.models import create_model
 from prune_ray.spec import SweepSpec
-from prune_ray.storage import open_storage
+from prune_ray.results.storage import open_storage
 from prune_ray.train import TrainRecipe, train
 
 CONFIG = BaselineConfig("digits_cnn", "digits", DataOptions(), TrainRecipe(epochs=1), seed=0)

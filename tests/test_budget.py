@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from prune_ray.budget import BudgetUnreachableError, measured_resource_fn, project
+from prune_ray.plan.budget import BudgetUnreachableError, measured_resource_fn, project
 from prune_ray.measure import resource
 from prune_ray.prune import Calibration, get_method, list_methods
 

@@ -1,9 +1,8 @@
 import copy
 
 import pytest
-import torch
 
-from prune_ray.iterative import cumulative_counts, increments, prune_and_finetune
+from prune_ray.prune.iterative import Cadence, FineTune, cumulative_counts, increments, prune_and_finetune
 from prune_ray.measure import count_params
 from prune_ray.prune import Calibration, get_method, ratios_to_counts
 from prune_ray.spec import SpecError, SweepSpec, with_overrides
@@ -29,11 +28,10 @@ def test_every_mode_reaches_the_same_final_sparsity(mode, steps, cnn, digits):
     method = get_method("magnitude")
     final = ratios_to_counts(0.6, method.layers(cnn, digits.example_inputs(1)), method.max_ratio)
     reports, pruned_accuracy = [], []
-    outcome = prune_and_finetune(
-        copy.deepcopy(cnn), method, final, mode=mode, steps=steps, data=digits,
-        recipe=TrainRecipe(epochs=3), calibration=Calibration(digits.example_inputs(1)), seed=0,
-        on_epoch=reports.append, on_pruned=lambda top1, top5: pruned_accuracy.append((top1, top5)),
-    )
+    tuning = FineTune(digits, TrainRecipe(epochs=3), seed=0, on_epoch=reports.append,
+                      on_pruned=lambda top1, top5: pruned_accuracy.append((top1, top5)))
+    outcome = prune_and_finetune(copy.deepcopy(cnn), method, final, Cadence(mode, steps), tuning,
+                                 Calibration(digits.example_inputs(1)))
     zeros = {name: int((m.weight == 0).sum()) for name, m in outcome.model.named_modules() if name in final}
     assert zeros == final  # exactly the planned weights are zero, masks held through training
     expected_epochs = 3 * steps if mode == "cycles" else 3
@@ -47,10 +45,8 @@ def test_structured_cycles_remove_channels_step_by_step(cnn, digits):
     method = get_method("l1_filter")
     layers = method.layers(cnn, digits.example_inputs(1))
     final = ratios_to_counts(0.5, layers, method.max_ratio)
-    outcome = prune_and_finetune(
-        copy.deepcopy(cnn), method, final, mode="cycles", steps=2, data=digits,
-        recipe=TrainRecipe(epochs=1), calibration=Calibration(digits.example_inputs(1)), seed=0, on_epoch=lambda s: None,
-    )
+    outcome = prune_and_finetune(copy.deepcopy(cnn), method, final, Cadence("cycles", 2),
+                                 FineTune(digits, TrainRecipe(epochs=1), seed=0), Calibration(digits.example_inputs(1)))
     modules = dict(outcome.model.named_modules())
     assert all(modules[layer.name].weight.shape[0] == layer.units - final[layer.name] for layer in layers)
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from prune_ray.budget import BudgetUnreachableError, measured_resource_fn
+from prune_ray.plan.budget import BudgetUnreachableError, measured_resource_fn
 from prune_ray.measure import resource
-from prune_ray.netadapt import Candidate, local_short_tune, netadapt, short_tune_candidate
+from prune_ray.plan.netadapt import Candidate, local_short_tune, netadapt, short_tune_candidate
 from prune_ray.prune import Calibration, get_method
 from prune_ray.train import TrainRecipe
 

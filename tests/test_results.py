@@ -4,8 +4,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from prune_ray.results import SCHEMA_VERSION, TRIAL_SCHEMA, read_results, write_trial
-from prune_ray.storage import open_storage
+from prune_ray.results.parquet import SCHEMA_VERSION, TRIAL_SCHEMA, read_results, write_trial
+from prune_ray.results.storage import open_storage
 
 
 def row(trial_id: str, **changes):
@@ -84,7 +84,7 @@ def test_rows_left_running_are_settled_as_stopped_or_failed(tmp_path):
     (its last report) or dead past its retries; finished rows are left as they are."""
     from types import SimpleNamespace
 
-    from prune_ray.summary import settle_unfinished
+    from prune_ray.results.summary import settle_unfinished
 
     storage = open_storage(str(tmp_path))
     write_trial(storage, row("stopped", status="running", top1=None, finetune_epochs=None, top1_pruned=0.7))

@@ -12,12 +12,14 @@ from optuna.storages.journal import JournalFileBackend
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import Searcher
 
-from prune_ray import search
-from prune_ray.frontier import non_dominated
-from prune_ray.search import SAMPLER_FACTORIES, Group, GroupedASHA, GroupedSearcher, StudyJournal, shape_space
+from prune_ray.points import OperatingPoint, TrialConfig, operating_points
+from prune_ray.results.frontier import non_dominated
+from prune_ray.results.storage import Storage
 from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
-from prune_ray.storage import Storage
-from prune_ray.sweep import fit_to_local_machine, operating_points
+from prune_ray.tune import search
+from prune_ray.tune.asha import GroupedASHA
+from prune_ray.tune.cluster import fit_to_local_machine
+from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJournal, shape_space
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -32,12 +34,12 @@ def test_every_sampler_proposes_weights_inside_the_space(sampler):
     assert len(study.trials) == 5
 
 
-def test_groups_interleave_and_each_keeps_its_own_study(tmp_path):
-    groups = [Group(0.5, "magnitude", 0), Group(0.3, "magnitude", 0)]
+def test_points_interleave_and_each_keeps_its_own_study(tmp_path):
+    points = [OperatingPoint(0.5, "magnitude", 0), OperatingPoint(0.3, "magnitude", 0)]
     journal = StudyJournal(str(tmp_path), "s")
-    searcher = GroupedSearcher(groups, 3, {"magnitude": shape_space(3, 0.05)}, "tpe", journal=journal)
+    searcher = GroupedSearcher(points, 3, {"magnitude": shape_space(3, 0.05)}, "tpe", journal=journal)
     configs = [searcher.suggest(f"t{i}") for i in range(6)]
-    assert [c["group"]["budget"] for c in configs] == [0.5, 0.3, 0.5, 0.3, 0.5, 0.3]  # every budget early
+    assert [c["trial"].point.budget for c in configs] == [0.5, 0.3, 0.5, 0.3, 0.5, 0.3]  # every budget early
     assert searcher.suggest("t6") == Searcher.FINISHED
     searcher.on_trial_result("t0", {"top1": 0.7, "epoch": 1, "status": "running"})
     searcher.on_trial_complete("t0", {"top1": 0.9, "status": "ok"})
@@ -58,8 +60,8 @@ def test_groups_interleave_and_each_keeps_its_own_study(tmp_path):
 def test_a_restored_searcher_continues_its_studies_and_fails_orphans(tmp_path):
     """--resume: Tune restores the searcher from its checkpoint; the studies continue from the
     journal, and a trial proposed after the checkpoint (lost with the driver) becomes FAIL."""
-    groups = [Group(0.5, "l1_filter", 0)]
-    searcher = GroupedSearcher(groups, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(str(tmp_path), "s"))
+    points = [OperatingPoint(0.5, "l1_filter", 0)]
+    searcher = GroupedSearcher(points, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(str(tmp_path), "s"))
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
     searcher.suggest("b")
@@ -73,20 +75,21 @@ def test_a_restored_searcher_continues_its_studies_and_fails_orphans(tmp_path):
     study = restored.study(0)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
     assert [t.value for t in study.trials if t.value is not None] == [0.8, 0.6, 0.7]
-    assert study.trials[3].params == third["shape"]
+    assert study.trials[3].params == third["trial"].proposal.values
     restored.on_trial_complete("b", {"top1": 0.1, "status": "ok"})  # Tune reran b after the resume
     assert study.trials[1].value == 0.6  # the first answer stands
 
 
-def test_a_frontier_group_searches_the_kept_fraction_against_accuracy(tmp_path):
+def test_a_frontier_point_searches_the_kept_fraction_against_accuracy(tmp_path):
     searcher = GroupedSearcher(
-        [Group(None, "l1_filter", 0)], 8, {"l1_filter": shape_space(2, 0.05)}, "nsga2", keep_range=(0.2, 0.8)
+        [OperatingPoint(None, "l1_filter", 0)], 8, {"l1_filter": shape_space(2, 0.05)}, "nsga2", keep_range=(0.2, 0.8)
     )
     for index in range(8):
-        shape = searcher.suggest(f"t{index}")["shape"]
-        assert 0.2 <= shape["keep"] <= 0.8
+        proposal = searcher.suggest(f"t{index}")["trial"].proposal
+        assert 0.2 <= proposal.keep <= 0.8
         # an accuracy that grows with the kept fraction, with a penalty on one layer's weight
-        searcher.on_trial_complete(f"t{index}", {"top1": shape["keep"] - shape["w000"] / 4, "resource_keep": shape["keep"], "status": "ok"})
+        searcher.on_trial_complete(f"t{index}", {"top1": proposal.keep - proposal.values["w000"] / 4,
+                                                 "resource_keep": proposal.keep, "status": "ok"})
     study = searcher.study(0)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     values = np.array([t.values for t in study.trials])
@@ -96,7 +99,7 @@ def test_a_frontier_group_searches_the_kept_fraction_against_accuracy(tmp_path):
 
 def test_asha_compares_a_trial_only_with_its_own_budget():
     def trial(name, budget):
-        return SimpleNamespace(trial_id=name, config={"group": {"budget": budget, "method": "l1_filter"}, "stage": "single"})
+        return SimpleNamespace(trial_id=name, config={"trial": TrialConfig(OperatingPoint(budget, "l1_filter", 0))})
 
     strong, weak, weaker = trial("strong", 0.9), trial("weak", 0.1), trial("weaker", 0.1)
     shared = AsyncHyperBandScheduler(time_attr="epoch", metric="top1", mode="max", max_t=9, grace_period=1,
@@ -132,7 +135,7 @@ def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_
     remote = Storage(fs=pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem()), root="prefix", uri="s3://bucket/prefix")
     monkeypatch.setattr(search, "open_storage", lambda uri: remote)
     uploaded = bucket / "prefix" / "s" / "optuna.journal"
-    searcher = GroupedSearcher([Group(0.5, "l1_filter", 0)], 2, {"l1_filter": shape_space(2, 0.05)}, "tpe",
+    searcher = GroupedSearcher([OperatingPoint(0.5, "l1_filter", 0)], 2, {"l1_filter": shape_space(2, 0.05)}, "tpe",
                                journal=StudyJournal("s3://bucket/prefix", "s"))
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
@@ -166,7 +169,7 @@ def test_asha_never_cuts_a_trial_at_its_last_epoch():
     """Ray's ASHA has a rung at max_t when max_t = grace x 3^k (here 3 = 1 x 3): a trial that ran
     every epoch finishes and writes its row whatever its accuracy."""
     def trial(name, steps=1):
-        return SimpleNamespace(trial_id=name, config={"group": {"budget": 0.5, "prune_steps": steps}, "stage": "single"})
+        return SimpleNamespace(trial_id=name, config={"trial": TrialConfig(OperatingPoint(0.5, "l1_filter", 0, prune_steps=steps))})
 
     grouped = GroupedASHA(3, grace_epochs=1)
     strong, weak = trial("strong"), trial("weak")

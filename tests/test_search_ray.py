@@ -8,7 +8,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from prune_ray import analyze, sweep
-from prune_ray.frontier import non_dominated
+from prune_ray.results.frontier import non_dominated
 from prune_ray.results import read_epochs, read_results, read_steps
 
 pytestmark = pytest.mark.ray

@@ -1,8 +1,8 @@
 import pandas as pd
 
 from prune_ray.prune import Calibration, get_method
-from prune_ray.sensitivity import cached_scan, plot, scan, shape_from_scan
-from prune_ray.storage import open_storage
+from prune_ray.plan.sensitivity import cached_scan, plot, scan, shape_from_scan
+from prune_ray.results.storage import open_storage
 from prune_ray.train import evaluate
 
 
@@ -48,13 +48,13 @@ class counting_scan:
         self.method, self.calls = method, []
 
     def __enter__(self):
-        import prune_ray.sensitivity as sensitivity
+        import prune_ray.plan.sensitivity as sensitivity
 
         self.original = sensitivity.scan
         sensitivity.scan = lambda *args, **kwargs: self.calls.append(args) or self.original(*args, **kwargs)
         return self.calls
 
     def __exit__(self, *exc):
-        import prune_ray.sensitivity as sensitivity
+        import prune_ray.plan.sensitivity as sensitivity
 
         sensitivity.scan = self.original

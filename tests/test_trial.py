@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from prune_ray.points import OperatingPoint, Proposal, TrialConfig
 from prune_ray.results import read_epochs, read_results
 from prune_ray.spec import SweepSpec
 from prune_ray.train import TrainRecipe
@@ -16,8 +17,8 @@ def small_spec(tmp_path, **changes) -> SweepSpec:
     return dataclasses.replace(spec, **changes)
 
 
-def trial_config(method: str, budget: float, shape=None):
-    return {"group": {"budget": budget, "method": method, "seed": 0}, "shape": shape or {}}
+def trial_config(method: str, budget: float, shape=None, prune_steps: int = 1) -> TrialConfig:
+    return TrialConfig(OperatingPoint(budget, method, 0, prune_steps=prune_steps), Proposal(shape or {}))
 
 
 @pytest.mark.parametrize("method, budget", [("magnitude", 0.3), ("l1_filter", 0.5)])
@@ -59,8 +60,7 @@ def test_unreachable_budget_is_a_failed_row(tmp_path):
 def test_iterative_trials_write_their_row_and_curve(tmp_path, iterative, steps):
     """agp reports epochs before its last pruning step (which gives top1_pruned); cycles prune twice."""
     spec = dataclasses.replace(small_spec(tmp_path), iterative=iterative, prune_steps=(steps,))
-    config = trial_config("magnitude", 0.3)
-    config["group"]["prune_steps"] = steps
+    config = trial_config("magnitude", 0.3, prune_steps=steps)
     reports = []
     row = run_trial(config, TrialContext(spec, "s", {}, None), "t1", reports.append)
     assert row["status"] == "ok", row.get("error")

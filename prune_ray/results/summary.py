@@ -9,8 +9,7 @@ from typing import Iterable
 import pandas as pd
 
 from .frontier import pareto_front, point_detail, resource_keep
-from .schedule import SEARCHED
-from .results import read_trial, write_trial
+from .parquet import read_trial, write_trial
 from .storage import Storage
 
 EXIT_ALL_FAILED = 3
@@ -54,7 +53,7 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
     ok = ok.astype({"budget_metric": object, "granularity": object, "schedule": object})
     ok = ok.assign(keep=resource_keep(ok), point_detail=point_detail(ok, ok))
     frontier = ok[ok["budget"].isna() & ok["ratio"].isna()]
-    if len(frontier) and frontier["schedule"].isin(SEARCHED).all():
+    if len(frontier):  # no budget and no ratio: a frontier search's rows
         front = pareto_front(frontier, accuracy_column="top1", by=["method"])
         print("[prune-ray] non-dominated rows (top-1 against resource kept):")
         print(front[["method", *columns]].to_string(index=False, float_format=number))

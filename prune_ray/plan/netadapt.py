@@ -10,17 +10,22 @@ this module is the Ray-free core and `local_short_tune` runs them one after anot
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
 
+from ..data import Dataset
+from ..measure import resource
+from ..prune import Calibration, PruningMethod, max_counts
+from ..train import TrainRecipe, evaluate, train
+from . import Adapted, Schedule, Subject, register_schedule
 from .budget import BudgetUnreachableError, _boundary, _check_reachable, measured_resource_fn
-from .data import Dataset
-from .measure import resource
-from .prune import Calibration, PruningMethod, max_counts
-from .train import TrainRecipe, evaluate, train
+
+if TYPE_CHECKING:
+    from ..spec import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Candidate:
 class CandidateOutcome:
     top1: float  # validation top-1 after the short fine-tune
     fetch: Callable[[], nn.Module]  # the pruned, fine-tuned model; lazy, so only the winner travels
+    process: int = 0  # the Ray worker process that fine-tuned it (0: the trial's own process)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class Step:
     removed: int  # units it removed in this step
     resource_keep: float  # resource of the model after this step / baseline resource
     top1: float  # the winner's validation top-1 after its short fine-tune
+    candidates: int  # layers tried in the step
+    task_processes: int  # Ray worker processes that fine-tuned them (0: the trial itself)
 
 
 @dataclass
@@ -159,7 +167,51 @@ def netadapt(
         previous, achieved = achieved, resource(current, example, metric)  # the real model, not the estimate
         if achieved >= previous:
             raise RuntimeError(f"step {len(steps) + 1} did not shrink the {metric}: {achieved:.6g} >= {previous:.6g}")
-        step = Step(len(steps) + 1, winner.layer, winner.removed, achieved / baseline, outcome.top1)
+        processes = len({o.process for o in outcomes if o.process})
+        step = Step(len(steps) + 1, winner.layer, winner.removed, achieved / baseline, outcome.top1, len(candidates), processes)
         on_step(step)
         steps.append(step)
     return NetAdaptResult(current, removed, steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule entry
+
+# the trial's runner of candidate short fine-tunes (its method, data and seed bound): recipe -> ShortTune
+ShortTuneFactory = Callable[[TrainRecipe], ShortTune]
+
+
+def _adapt(subject: Subject, budget: float, spec: SweepSpec, short_tunes: ShortTuneFactory) -> Adapted:
+    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0)
+    short_tune = short_tunes(recipe)
+    result = netadapt(subject.model, subject.method, subject.example, subject.metric, budget,
+                      spec.netadapt.step_fraction, short_tune)
+    trace = [dataclasses.asdict(step) | {"step": step.index} for step in result.steps]
+    for row in trace:
+        row.pop("index")
+    return Adapted(result.model, result.removed, trace)
+
+
+def _validate(spec: SweepSpec) -> None:
+    from ..prune import get_method
+
+    for method in spec.methods:
+        if get_method(method).granularity == "lowrank":
+            raise ValueError(f"schedule 'netadapt' prunes a layer again and again; low-rank {method!r} cannot be re-factorised")
+    if spec.iterative != "oneshot" or spec.search.screen_epochs:
+        raise ValueError("schedule 'netadapt' does its own pruning steps: use iterative 'oneshot' and no screen_epochs")
+
+
+def _extra_bundles(spec: SweepSpec) -> int:
+    """Candidates fine-tuned at once run as Ray tasks in bundles of the trial's own placement group."""
+    return spec.netadapt.parallel
+
+
+def _fit_extra(spec: SweepSpec, extra_bundles: int) -> SweepSpec:
+    return dataclasses.replace(spec, netadapt=dataclasses.replace(spec.netadapt, parallel=extra_bundles))
+
+
+register_schedule(Schedule(
+    "netadapt", "greedy steps, each pruning the one layer whose candidate loses least after a short fine-tune",
+    "budget", adapt=_adapt, validate=_validate, extra_bundles=_extra_bundles, fit_extra=_fit_extra,
+))

@@ -16,9 +16,9 @@ from typing import Callable, Mapping
 
 import torch.nn as nn
 
-from .data import Dataset
-from .prune import Calibration, PruningMethod
-from .train import EpochStats, TrainRecipe, evaluate, train
+from ..data import Dataset
+from . import Calibration, PruningMethod
+from ..train import EpochStats, TrainRecipe, evaluate, train
 
 ITERATIVE = ("oneshot", "cycles", "agp")
 
@@ -49,22 +49,34 @@ class Outcome:
     history: list[EpochStats] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Cadence:
+    mode: str = "oneshot"  # one of ITERATIVE
+    steps: int = 1  # pruning steps (oneshot: 1)
+
+
+def _ignore(*args) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """How the pruned model is fine-tuned, and who hears about it."""
+
+    data: Dataset
+    recipe: TrainRecipe
+    seed: int
+    on_epoch: Callable[[EpochStats], None] = _ignore
+    # hears the accuracy after each pruning step at once, so a run that later diverges still reports it
+    on_pruned: Callable[[float, float], None] = _ignore
+
+
 def prune_and_finetune(
-    model: nn.Module,
-    method: PruningMethod,
-    final: Mapping[str, int],
-    *,
-    mode: str,
-    steps: int,
-    data: Dataset,
-    recipe: TrainRecipe,
+    model: nn.Module, method: PruningMethod, final: Mapping[str, int], cadence: Cadence, tuning: FineTune,
     calibration: Calibration,
-    seed: int,
-    on_epoch: Callable[[EpochStats], None],
-    on_pruned: Callable[[float, float], None] = lambda top1, top5: None,
 ) -> Outcome:
-    """`on_pruned(top1, top5)` hears the accuracy after each pruning step at once, so a run that
-    later diverges still reports it."""
+    """Prune `model` to the `final` units removed per layer, in the cadence's steps, fine-tuning."""
+    mode, steps, data, recipe = cadence.mode, cadence.steps, tuning.data, tuning.recipe
     if mode == "oneshot" and steps != 1:
         raise ValueError(f"iterative 'oneshot' prunes in 1 step, got prune_steps {steps}")
     deltas = increments(final, steps, mode)
@@ -74,16 +86,16 @@ def prune_and_finetune(
             if epoch <= steps:
                 method.prune(model, deltas[epoch - 1], calibration)
                 if epoch == steps:
-                    on_pruned(*evaluate(model, data.val_x, data.val_y))
+                    tuning.on_pruned(*evaluate(model, data.val_x, data.val_y))
 
         if recipe.epochs < steps:
             raise ValueError(f"agp needs at least prune_steps={steps} fine-tuning epochs, got {recipe.epochs}")
-        history = train(model, data, recipe, seed=seed, on_epoch=on_epoch, before_epoch=before_epoch)
+        history = train(model, data, recipe, seed=tuning.seed, on_epoch=tuning.on_epoch, before_epoch=before_epoch)
         return Outcome(model, history)
 
     history: list[EpochStats] = []
     for index, delta in enumerate(deltas):
         model = method.prune(model, delta, calibration)
-        on_pruned(*evaluate(model, data.val_x, data.val_y))
-        history += train(model, data, recipe, seed=seed + index, on_epoch=on_epoch, first_epoch=len(history) + 1)
+        tuning.on_pruned(*evaluate(model, data.val_x, data.val_y))
+        history += train(model, data, recipe, seed=tuning.seed + index, on_epoch=tuning.on_epoch, first_epoch=len(history) + 1)
     return Outcome(model, history)

@@ -95,7 +95,7 @@ def best_trial_per_run(rows: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(subset=[*POINT_KEYS, *RUN_KEYS], keep="first")
 
 
-def operating_points(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
+def point_summary(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
     """Aggregate over seeds: one row per operating point (POINT_KEYS), sorted by model, dataset,
     method and keep. Columns: the keys, then means (keep, params_keep, macs_keep, top1_mean,
     test_top1_mean, top1_pruned, baseline_top1, conv_threshold, fc_threshold), the stds top1_std and

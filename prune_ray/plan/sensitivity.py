@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch.nn as nn
 
-from .data import Dataset
-from .prune import Calibration, PruningMethod, ratios_to_counts
-from .storage import Storage
-from .train import evaluate
+from ..data import Dataset
+from ..prune import Calibration, PruningMethod, ratios_to_counts
+from ..results.storage import Storage
+from ..train import evaluate
 
 RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TOLERATED_DROP = 0.01  # accuracy a layer may lose, absolute, and still count as insensitive

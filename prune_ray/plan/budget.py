@@ -19,8 +19,8 @@ from typing import Callable, Mapping
 import torch
 import torch.nn as nn
 
-from .measure import resource
-from .prune import Calibration, Layer, PruningMethod, max_counts
+from ..measure import resource
+from ..prune import Calibration, Layer, PruningMethod, max_counts
 
 ResourceFn = Callable[[Mapping[str, int]], float]  # units removed per layer -> absolute resource
 

@@ -1,0 +1,102 @@
+"""Operating points, proposals and the one frozen trial config that crosses the Tune boundary.
+
+Words as the README's glossary uses them:
+- operating point: what trials are compared within (budget or fixed ratio(s), method, pruning
+  steps, seed); a search runs one Optuna study per operating point;
+- proposal: what a search (or the sensitivity scan) proposes for one trial: one value per searched
+  dimension and, in a frontier search, the kept fraction itself;
+- stage: a pass of a two-stage search ("screen", then "final"); "single" when there is one pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
+
+from .plan import get_schedule
+
+if TYPE_CHECKING:
+    from .spec import SweepSpec
+
+STAGES = ("single", "screen", "final")
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Trials of one operating point are compared with each other, never across points."""
+
+    budget: float | None  # kept fraction of the resource; None for fixed ratios and frontier searches
+    method: str
+    seed: int  # replicate RNG seed: its own baseline, fine-tuning and study
+    ratio: float | Mapping[str, float] | None = None  # fixed schedule: the removed ratio(s)
+    prune_steps: int = 1
+
+    @property
+    def frontier(self) -> bool:
+        """No budget and no ratio: the search proposes the kept fraction itself."""
+        return self.budget is None and self.ratio is None
+
+    @property
+    def study_name(self) -> str:
+        point = f"ratio{json.dumps(self.ratio, sort_keys=True)}" if self.ratio is not None else (
+            "frontier" if self.budget is None else f"budget{self.budget:g}")
+        return f"{self.method}-{point}-steps{self.prune_steps}-seed{self.seed}"
+
+    def as_dict(self) -> dict:
+        return {"budget": self.budget, "method": self.method, "seed": self.seed,
+                "ratio": dict(self.ratio) if isinstance(self.ratio, Mapping) else self.ratio,
+                "prune_steps": self.prune_steps}
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One trial's proposal. `values`: one per searched dimension (the schedule's space), or the
+    sensitivity scan's values; empty for schedules without either. `keep`: the kept fraction a
+    frontier search proposed (None when the operating point has a budget)."""
+
+    values: Mapping[str, float] = field(default_factory=dict)
+    keep: float | None = None
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that differs between trials of one sweep (the spec holds the rest)."""
+
+    point: OperatingPoint
+    proposal: Proposal = Proposal()
+    stage: str = "single"  # one of STAGES
+
+    @property
+    def target_keep(self) -> float | None:
+        """The kept fraction the trial must meet: the budget, or a frontier search's proposal."""
+        return self.point.budget if self.point.budget is not None else self.proposal.keep
+
+    @property
+    def group_key(self) -> str:
+        """Operating point and stage as one string: trials with equal keys are compared."""
+        return json.dumps([self.point.as_dict(), self.stage], sort_keys=True)
+
+    def as_dict(self) -> dict:
+        """Plain values (the trial's identity in config_hash, and Tune's logs)."""
+        return {"point": self.point.as_dict(), "proposal": {"values": dict(self.proposal.values),
+                "keep": self.proposal.keep}, "stage": self.stage}
+
+    def in_stage(self, stage: str) -> TrialConfig:
+        return TrialConfig(self.point, self.proposal, stage)
+
+
+def operating_points(spec: SweepSpec) -> list[OperatingPoint]:
+    """One per (budget or fixed ratio) x method x prune_steps x seed; a frontier search (no budgets)
+    has one per method x prune_steps x seed."""
+    if get_schedule(spec.schedule).takes == "ratios":
+        values = [(None, ratio) for ratio in spec.fixed_ratios]
+    else:
+        values = [(b, None) for b in spec.budgets] or [(None, None)]
+    return [
+        OperatingPoint(budget, method, seed, ratio, steps)
+        for budget, ratio in values
+        for method in spec.methods
+        for steps in spec.prune_steps
+        for seed in spec.seeds
+    ]

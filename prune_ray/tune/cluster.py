@@ -1,0 +1,89 @@
+"""The cluster side of a sweep: starting or joining Ray, fitting requests to a local machine, and
+checking that a local storage path is one filesystem every node sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+
+from ..plan import get_schedule
+from ..spec import SweepSpec
+
+LOCAL_NODE_ADDRESS = "127.0.0.2"
+
+
+def start_ray(address: str | None) -> None:
+    """Join `address`, or start Ray locally. Locally, Ray's node address stays on loopback (Ray
+    rewrites 127.0.0.1 itself to the external interface, 127.0.0.2 it keeps) and no dashboard starts."""
+    import ray
+
+    if not ray.is_initialized():
+        local = {"_node_ip_address": LOCAL_NODE_ADDRESS} if address is None else {}
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True, **local)
+
+
+class StorageNotSharedError(RuntimeError):
+    """A local storage path that some nodes of the cluster cannot see."""
+
+
+def check_storage_shared(storage) -> None:
+    """With several nodes, a local path must be one filesystem they all see (NFS); otherwise each
+    node would keep its own results and baselines. Checked for real: the driver writes a marker
+    file and a task pinned to every node looks for it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+    if not storage.is_local or len(nodes) < 2:
+        return
+    marker = storage.path(f".node-check-{uuid.uuid4().hex}")
+    storage.write_bytes_atomic(marker, b"prune-ray")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    try:
+        pinned = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)) for n in nodes]
+        blind = sum(not seen for seen in ray.get([task.remote(marker) for task in pinned]))
+    finally:
+        storage.fs.delete_file(marker)
+    if blind:
+        raise StorageNotSharedError(
+            f"storage {storage.uri} is a local path that {blind} of {len(nodes)} cluster nodes cannot see, so "
+            "results and baselines would scatter over their disks; pass --storage s3://BUCKET/PREFIX, "
+            "gs://BUCKET/PREFIX, or a shared filesystem path mounted on every node"
+        )
+
+
+def fit_to_local_machine(spec: SweepSpec, available: dict[str, float]) -> SweepSpec:
+    """On a local Ray instance, a trial asking for more than the machine has would wait forever:
+    GPU trials run on the CPU when there is no GPU, and CPU requests shrink to the cores there are.
+    (On a cluster the autoscaler may still add such nodes, so requests are left alone there.)"""
+    resources = spec.resources
+    if resources.gpu > 0 and available.get("GPU", 0) == 0:
+        print(f"[prune-ray] no GPU here: trials asking for {resources.gpu} GPU run on the CPU", flush=True)
+        resources = dataclasses.replace(resources, gpu=0.0)
+    if resources.cpu > available.get("CPU", 1):
+        print(f"[prune-ray] {resources.cpu} CPUs per trial asked, {available.get('CPU')} here: using all", flush=True)
+        resources = dataclasses.replace(resources, cpu=float(available.get("CPU", 1)))
+    spec = dataclasses.replace(spec, resources=resources)
+    schedule = get_schedule(spec.schedule)
+    extra = schedule.extra_bundles(spec)
+    if extra:  # the trial holds 1 + extra bundles of its resources
+        cpus, gpus = available.get("CPU", 1), available.get("GPU", 0)
+
+        def bundles(res) -> int:
+            return min(int(cpus // res.cpu), int(gpus // res.gpu) if res.gpu else 1 << 30)
+
+        if bundles(resources) < 2:  # the trial and one extra bundle at least: halve the bundle
+            resources = dataclasses.replace(resources, cpu=min(resources.cpu, cpus / 2), gpu=min(resources.gpu, gpus / 2))
+            spec = dataclasses.replace(spec, resources=resources)
+        fitted = max(1, min(extra, bundles(resources) - 1))
+        if fitted != extra:
+            print(f"[prune-ray] {spec.schedule}: {fitted} extra bundle(s) per trial here, not {extra}", flush=True)
+            spec = schedule.fit_extra(spec, fitted)
+    return spec
+
+

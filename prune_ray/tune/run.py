@@ -1,0 +1,168 @@
+"""A sweep on Ray: baselines first (as Ray tasks), then Tune trials (one searcher over every
+operating point), an optional second stage, and the end-of-sweep summary."""
+
+from __future__ import annotations
+
+import time
+
+from ..plan import get_schedule
+from ..plan.schedules import shape_key
+from ..plan.sensitivity import cached_scan, plot, shape_from_scan
+from ..points import TrialConfig, operating_points
+from ..prune import get_method
+from ..results.parquet import read_results
+from ..results.storage import open_storage
+from ..results.summary import settle_unfinished, summarize
+from ..spec import SweepSpec, spec_to_yaml, stage_epochs
+from ..trial import TrialContext, calibration_of, git_sha, obtain_baseline, trial_data
+from .cluster import check_storage_shared, fit_to_local_machine, start_ray
+from .console import Console
+from .sweep import SAVED_SPEC
+
+
+def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
+    """Train (or find) each distinct baseline once, as parallel Ray tasks, before any trial runs,
+    so trials never race to train the same one. Returns the seconds spent training per seed."""
+    import ray
+
+    @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
+    def prepare(seed: int) -> tuple[str, float, bool, float]:
+        data = trial_data(spec)
+        baseline = obtain_baseline(spec, data, seed)
+        return baseline.key, baseline.top1, baseline.trained_now, baseline.train_seconds
+
+    seconds = {}
+    for seed, (key, top1, trained_now, train_seconds) in zip(seeds, ray.get([prepare.remote(s) for s in seeds])):
+        how = f"trained in {train_seconds:.1f} s" if trained_now else "loaded from the store"
+        print(f"[prune-ray] baseline {key}: {how}, val top-1 {top1:.4f}", flush=True)
+        seconds[seed] = train_seconds if trained_now else 0.0
+    return seconds
+
+
+def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
+    """Per method, the proposal values (shape weights) of a sensitivity scan of the first seed's
+    baseline (one Ray task per method, cached in the storage); the scan's plot goes to
+    <sweep>/sensitivity-<method>.png."""
+    import ray
+
+    @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
+    def scan_method(name: str) -> dict[str, float]:
+        import tempfile
+
+        method, storage = get_method(name), open_storage(spec.storage)
+        data = trial_data(spec)
+        baseline = obtain_baseline(spec, data, spec.seeds[0])
+        calibration = calibration_of(data)
+        frame = cached_scan(storage, baseline.key, baseline.model, method, data, calibration)
+        with tempfile.TemporaryDirectory() as scratch:
+            plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
+            with open(f"{scratch}/plot.png", "rb") as handle:
+                storage.write_bytes_atomic(storage.path(sweep, f"sensitivity-{name}.png"), handle.read())
+        weights = shape_from_scan(frame, spec.search.min_shape_weight)
+        layers = method.layers(baseline.model, data.example_inputs(1))
+        return {shape_key(i): weights[layer.name] for i, layer in enumerate(layers)}
+
+    values = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
+    print(f"[prune-ray] sensitivity scans: {open_storage(spec.storage).uri_of(sweep)}/sensitivity-*.png", flush=True)
+    return values
+
+
+def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool) -> None:
+    """Second stage of a two-stage search: the best `keep_best` screened proposals of every
+    operating point (from the first stage's Tune results), fine-tuned for the full
+    finetune.epochs; their rows are stage 'final'."""
+    from ray import tune
+
+    by_point: dict[str, list[tuple[float, TrialConfig]]] = {}
+    for result in screened:
+        metrics = result.metrics or {}
+        if result.error is None and metrics.get("status") == "ok":
+            config = result.config["trial"]
+            by_point.setdefault(config.group_key, []).append((metrics["top1"], config))
+    finalists = [
+        config.in_stage("final")
+        for screened_configs in by_point.values()
+        for _, config in sorted(screened_configs, key=lambda pair: -pair[0])[: spec.search.keep_best]
+    ]
+    print(f"[prune-ray] final stage: {len(finalists)} screened proposals fine-tuned for {spec.finetune.epochs} epochs",
+          flush=True)
+    final_dir = storage.uri_of(sweep, "tune-final")
+    if resume and tune.Tuner.can_restore(final_dir):
+        results = tune.Tuner.restore(final_dir, trainable, resume_unfinished=True, restart_errored=True).fit()
+    elif finalists:
+        results = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(finalists)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
+            run_config=_run_config(spec, storage, sweep, "tune-final", len(finalists)),
+        ).fit()
+    else:
+        return
+    settle_unfinished(storage, sweep, results)
+
+
+def _run_config(spec: SweepSpec, storage, sweep: str, name: str, total: int):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=storage.uri_of(sweep), verbose=0,  # Tune's tables give way to the console
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        callbacks=[Console(total, label=name)],
+    )
+
+
+def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] | None, resume: bool):
+    """The (first) stage's Tuner: restored on --resume (Tune restores its searcher and scheduler),
+    otherwise one GroupedSearcher over every operating point."""
+    from ray import tune
+
+    from .asha import GroupedASHA
+    from .search import GroupedSearcher, StudyJournal
+
+    storage = open_storage(spec.storage)
+    tune_dir = storage.uri_of(sweep, "tune")
+    if resume and tune.Tuner.can_restore(tune_dir):
+        print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
+        return tune.Tuner.restore(tune_dir, trainable, resume_unfinished=True, restart_errored=True)
+    if resume:
+        print(f"[prune-ray] {tune_dir} holds no Tune state yet: starting the sweep from the beginning", flush=True)
+    searcher = GroupedSearcher(
+        operating_points(spec), spec.search.num_samples, spaces, spec.search.sampler,
+        given=scan_proposals(spec, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
+        stage="screen" if spec.search.screen_epochs > 0 else "single",
+        journal=StudyJournal(spec.storage, sweep), keep_range=tuple(spec.search.keep_range),
+    )
+    scheduler = None
+    if spec.search.early_stopping == "asha":
+        scheduler = GroupedASHA(stage_epochs(spec, 1), spec.search.grace_epochs, per_prune_step=spec.iterative == "cycles")
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=searcher.total,
+                                    max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
+        run_config=_run_config(spec, storage, sweep, "tune", searcher.total),
+    )
+
+
+def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, address: str | None = None,
+              resume: bool = False) -> int:
+    import ray
+    from ray import tune
+
+    from .trainable import trial_resources, tune_trial
+
+    storage = open_storage(spec.storage)
+    began = time.perf_counter()
+    start_ray(address)
+    if address is None:
+        spec = fit_to_local_machine(spec, ray.cluster_resources())
+    check_storage_shared(storage)
+    if not resume:
+        storage.write_bytes_atomic(storage.path(sweep, SAVED_SPEC), spec_to_yaml(spec).encode())
+    seeds = sorted({point.seed for point in operating_points(spec)})
+    context = TrialContext(spec, sweep, prepare_baselines(spec, seeds), git_sha())
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
+    screened = first_stage(spec, sweep, trainable, spaces, resume).fit()
+    settle_unfinished(storage, sweep, screened)
+    if spec.search.screen_epochs > 0:
+        final_stage(spec, storage, sweep, trainable, screened, resume)
+    return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)
