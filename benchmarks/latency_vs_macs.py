@@ -22,7 +22,8 @@ import torch
 from prune_ray.measure import count_macs, count_params, measure_latency_ms
 from prune_ray.models import create_model
 from prune_ray.prune import Calibration, get_method, list_methods
-from prune_ray.plan import plan_removal
+from prune_ray.plan import Subject, plan_removal
+from prune_ray.points import Proposal
 
 
 def main() -> None:
@@ -47,7 +48,8 @@ def main() -> None:
     for name in names:
         method = get_method(name)
         began = time.perf_counter()
-        removed = plan_removal("uniform", model, method, method.layers(model, example), args.keep, {}, example, "macs", base_macs)
+        subject = Subject(model, method, method.layers(model, example), example, "macs", base_macs)
+        removed = plan_removal("uniform", subject, args.keep, Proposal())
         pruned = method.prune(copy.deepcopy(model), removed, Calibration(torch.randn(32, 3, 32, 32),
                                                                               torch.randint(0, 10, (32,)))).eval()
         macs = count_macs(pruned, example)

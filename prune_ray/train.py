@@ -67,6 +67,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return int(correct1) / len(x), int(correct5) / len(x)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> bool:
+    """EagleEye's adaptive BatchNorm (Li et al., ECCV 2020): re-estimate every BatchNorm's running
+    statistics on the examples `x` (training images, no augmentation, no gradients), as a plain
+    average over them. Pruning shifts each layer's activations, so the stored statistics no longer
+    fit and accuracy right after pruning understates the pruned network. False without BatchNorm."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    was_training, momenta = model.training, [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average: every batch counts equally
+    model.train()
+    for start in range(0, len(x), batch_size):
+        model(x[start : start + batch_size])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+    return True
+
+
 def lr_factor(recipe: TrainRecipe, step: int, total_steps: int, warmup_steps: int) -> float:
     """Multiplier of recipe.lr at optimiser step `step` (0-based)."""
     if step < warmup_steps:

@@ -29,11 +29,13 @@ def cnn(trained_cnn):
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
+    """Tiers: everything that starts Ray (marker `ray`) is also `slow`, so `pytest -m "not slow"` is
+    the fast tier; `gpu` tests are skipped without a CUDA device."""
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords:
+        if "ray" in item.keywords:
+            item.add_marker(pytest.mark.slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from prune_ray.results.analyze import main
 from prune_ray.results.plot import load_literature, plot_frontiers
-from prune_ray.results.tables import frontier_table, render
+from prune_ray.results.tables import frontier_table, render, strategies_table
 from prune_ray.results.frontier import literature_points, non_dominated, point_summary, pareto_front
 from prune_ray.results.parquet import write_trial
 from prune_ray.results.storage import open_storage
@@ -290,7 +290,7 @@ def test_module_entry_point_runs_without_ray_optuna_or_torch(tmp_path):
     run = subprocess.run([sys.executable, "-c", check, str(tmp_path / "nope")], capture_output=True, text=True)
     assert run.returncode == 2 and run.stdout.strip() == "[]" and "nope" in run.stderr
     helped = subprocess.run([sys.executable, "-m", "prune_ray.analyze", "--help"], capture_output=True, text=True)
-    assert helped.returncode == 0 and "--table {frontier,ratio-grid,methods}" in helped.stdout
+    assert helped.returncode == 0 and "--table {frontier,ratio-grid,methods,strategies}" in helped.stdout
 
 
 # ---------------------------------------------------------------- literature and plot
@@ -353,8 +353,10 @@ def test_per_layer_fixed_ratios_and_frontier_trials_are_points_of_their_own():
         {**fixed, "seed": 0, "top1": 0.90, "params_keep": 0.8, "layer_ratios": conv_only, "trial_id": "a"},
         {**fixed, "seed": 1, "top1": 0.92, "params_keep": 0.8, "layer_ratios": conv_only, "trial_id": "b"},
         {**fixed, "seed": 0, "top1": 0.80, "params_keep": 0.3, "layer_ratios": fc_only, "trial_id": "c"},
-        {"budget": None, "seed": 0, "top1": 0.85, "params_keep": 0.4, "layer_ratios": [0.6, 0.2, 0.7], "trial_id": "d"},
-        {"budget": None, "seed": 0, "top1": 0.88, "params_keep": 0.6, "layer_ratios": [0.3, 0.2, 0.5], "trial_id": "e"},
+        {"budget": None, "seed": 0, "top1": 0.85, "params_keep": 0.4, "layer_ratios": [0.6, 0.2, 0.7], "trial_id": "d",
+         "sampler": "nsga2"},
+        {"budget": None, "seed": 0, "top1": 0.88, "params_keep": 0.6, "layer_ratios": [0.3, 0.2, 0.5], "trial_id": "e",
+         "sampler": "nsga2"},
     ))
     points = point_summary(results)
     mapped = points[points["schedule"] == "fixed"]
@@ -365,3 +367,26 @@ def test_per_layer_fixed_ratios_and_frontier_trials_are_points_of_their_own():
     searched = points[points["schedule"] == "searched"]
     assert sorted(searched["point_detail"]) == ["d", "e"]  # a frontier search's trials, one point each
     assert len(pareto_front(searched)) == 2
+
+
+def test_strategies_table_compares_schedules_at_equal_budgets_with_their_cost():
+    one_shot = {"schedule": "global", "sampler": None, "finetune_epochs": 3, "time_finetune_s": 2.0}
+    search = {"schedule": "searched", "sampler": "tpe", "finetune_epochs": 3, "time_finetune_s": 2.0}
+    screen = {**search, "stage": "screen", "finetune_epochs": 0, "time_finetune_s": 0.0}
+    results = arrow_backed(frame(
+        {**one_shot, "seed": 0, "top1": 0.90, "test_top1": 0.89},
+        {**one_shot, "seed": 1, "top1": 0.92, "test_top1": 0.91},
+        {**search, "seed": 0, "top1": 0.93, "test_top1": 0.90},
+        {**search, "seed": 0, "top1": 0.95, "test_top1": 0.92},  # seed 0's pick (best val)
+        {**search, "seed": 1, "top1": 0.94, "test_top1": 0.93},
+        {**screen, "seed": 0, "top1": 0.50}, {**screen, "seed": 0, "top1": 0.40},
+        {**search, "stage": "final", "seed": 0, "top1": 0.96, "test_top1": 0.95},
+    ))
+    table = strategies_table(results).set_index("strategy")
+    assert list(table.index) == ["searched/tpe +screen", "searched/tpe", "global"]  # by test top-1
+    assert table.loc["global", "test_top1_mean_pct"] == pytest.approx(90.0)
+    assert table.loc["searched/tpe", "top1_mean_pct"] == pytest.approx(94.5)  # (95 + 94) / 2: best per seed
+    assert table.loc["searched/tpe", "epochs"] == pytest.approx(4.5)  # seed 0 ran 2 trials, seed 1 one
+    assert table.loc["searched/tpe +screen", "epochs"] == 3 and table.loc["searched/tpe +screen", "trials"] == 3
+    text = render(results, "strategies", "markdown")
+    assert "resnet56 on cifar10, magnitude, budget 0.5 params:" in text and "| global | 91.00 ± 1.41 | 90.00 ± 1.41 |" in text

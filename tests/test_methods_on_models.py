@@ -15,6 +15,7 @@ from prune_ray.models import create_model, list_models
 from prune_ray.prune import UnsupportedModelError, apply_pruning, get_method, list_methods
 from prune_ray.prune.unstructured import make_masks_permanent
 
+FAST_MODELS = ("digits_cnn", "lenet5", "resnet20", "vgg11_bn", "mobilenetv2", "densenet")  # the fast tier's cut
 RATIO = 0.3
 LOWRANK_RATIO = 0.9  # small ranks: CP-ALS on every layer of ResNet-34 stays a few seconds
 CHANNELS, SIZE, CLASSES = 3, 8, 10
@@ -34,7 +35,9 @@ def batch():
     return torch.randn(16, CHANNELS, SIZE, SIZE, generator=generator), torch.randint(0, CLASSES, (16,), generator=generator)
 
 
-@pytest.mark.parametrize("model_name", list_models())
+@pytest.mark.parametrize(
+    "model_name", [name if name in FAST_MODELS else pytest.param(name, marks=pytest.mark.slow) for name in list_models()]
+)
 @pytest.mark.parametrize("method_name", list_methods())
 def test_method_invariants_on_model(method_name, model_name, batch):
     x, y = batch

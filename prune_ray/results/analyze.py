@@ -89,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or one sweep's directory or trials/ directory")
     parser.add_argument("--sweep", metavar="NAME", help="only this sweep under RESULTS (default: every sweep)")
     parser.add_argument("--table", choices=TABLES, default="frontier", help="frontier: the non-dominated settings per method "
-                        "(default); ratio-grid: accuracy and thresholds per pruning ratio, like the seed documents; methods: "
-                        "method / network / dataset / accuracy / sparsity / MACs removed, with a baseline row per network")
+                        "(default); ratio-grid: accuracy and thresholds per pruning ratio, like the source documents; methods: "
+                        "method / network / dataset / accuracy / sparsity / MACs removed, with a baseline row per network; "
+                        "strategies: per method and budget, each schedule (and sampler, +screen) side by side: mean ± std "
+                        "of val and test top-1 over seeds, trials, fine-tuning epochs and seconds per run")
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="markdown (default) or csv (numbers unformatted, "
                         "accuracies in %%, std in *_std columns; the ratio grid in long form)")
     parser.add_argument("--plot", metavar="OUT.png", help="also write a plot: top-1 vs compression and vs MACs kept, "

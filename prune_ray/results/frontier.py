@@ -26,10 +26,14 @@ RUN_KEYS = ("sweep", "seed")
 FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only comparable within one metric
 
 REQUIRED_COLUMNS = ("model", "dataset", "method", "status", "top1")
-STRING_COLUMNS = ("sweep", "status", "model", "dataset", "method", "granularity", "schedule", "budget_metric", "iterative", "stage")
+STRING_COLUMNS = (
+    "sweep", "status", "model", "dataset", "method", "granularity", "schedule", "sampler", "budget_metric", "iterative",
+    "stage",
+)
 NUMBER_COLUMNS = (
     "seed", "budget", "ratio", "prune_steps", "top1", "test_top1", "top1_pruned", "baseline_top1",
-    "params_keep", "macs_keep", "conv_threshold", "fc_threshold",
+    "params_keep", "macs_keep", "conv_threshold", "fc_threshold", "finetune_epochs", "time_prune_s",
+    "time_finetune_s", "time_eval_s",
 )
 
 
@@ -66,8 +70,8 @@ def point_detail(results: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
     not depend on the seed. Null for every other row."""
     detail = pd.Series(None, index=results.index, dtype=object)
     no_point = (rows["budget"].isna() & rows["ratio"].isna()).to_numpy(bool)
-    frontier = no_point & rows["schedule"].isin(["searched", "conv_fc"]).to_numpy(bool)
-    mapped = no_point & rows["schedule"].eq("fixed").to_numpy(bool)
+    searched = rows["sampler"].notna().to_numpy(bool)  # only searched schedules record a sampler
+    frontier, mapped = no_point & searched, no_point & ~searched
     if "trial_id" in results:
         detail[frontier] = results["trial_id"].astype(object)[frontier]
     if "layer_ratios" in results:

@@ -4,9 +4,7 @@ so far per operating point). It replaces Tune's per-trial tables; Tune's files a
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import TextIO
 
 from ray.tune import Callback
 
@@ -33,9 +31,8 @@ def point_label(config: dict, with_seed: bool = True) -> str:
 
 
 class Console(Callback):
-    def __init__(self, total: int, label: str = "tune", out: TextIO | None = None, every_s: float = STATUS_EVERY_S):
+    def __init__(self, total: int, label: str = "tune", every_s: float = STATUS_EVERY_S):
         self.total, self.label, self.every_s = total, label, every_s
-        self.out = out or sys.stdout
         self.began = time.monotonic()
         self.last_status = self.began
         self.running: set[str] = set()
@@ -43,7 +40,7 @@ class Console(Callback):
         self.best: dict[str, float] = {}  # operating point label -> best final top-1
 
     def _print(self, line: str) -> None:
-        print(f"[prune-ray] {line}", file=self.out, flush=True)
+        print(f"[prune-ray] {line}", flush=True)  # sys.stdout as it is now (Tune pickles callbacks)
 
     def status_line(self) -> str:
         done = len(self.finished)
