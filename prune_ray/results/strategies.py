@@ -1,0 +1,42 @@
+"""Strategies side by side: per (model, dataset, method, budget), each allocation strategy's
+accuracy over seeds and what it cost (fine-tuning epochs, seconds). Pure pandas, no I/O.
+
+A strategy is the schedule, plus the sampler for searched schedules, plus "+screen" for a
+two-stage search. Per run (sweep, seed) a strategy contributes the trial it would pick (best
+validation top-1 among its fully fine-tuned trials) and the cost of all its trials, screening
+included; the table reports mean and std over runs.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .frontier import RUN_KEYS, usable_rows
+
+STRATEGY_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "strategy")
+
+
+def strategy_of(rows: pd.DataFrame) -> pd.Series:
+    sampler = rows["sampler"].where(rows["sampler"].notna(), None)
+    label = rows["schedule"].astype(str) + sampler.map(lambda value: f"/{value}" if value else "")
+    return label + rows["stage"].isin(["screen", "final"]).map({True: " +screen", False: ""})
+
+
+def strategy_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per STRATEGY_KEYS: top1_mean/std, test_top1_mean/std (the picked trial's), epochs and
+    seconds per run (all trials, screening included), trials per run, n runs; accuracies in [0, 1]."""
+    rows = usable_rows(results, include_screen=True)
+    rows["strategy"] = strategy_of(rows)
+    rows["seconds"] = rows[["time_prune_s", "time_finetune_s", "time_eval_s"]].fillna(0).sum(axis=1)
+    keys = [*STRATEGY_KEYS, *RUN_KEYS]
+    cost = rows.groupby(keys, dropna=False).agg(epochs=("finetune_epochs", "sum"), seconds=("seconds", "sum"),
+                                                 trials=("top1", "size"))
+    full = rows[~rows["stage"].eq("screen")].sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
+    picked = full.drop_duplicates(subset=keys, keep="first").set_index(keys)[["top1", "test_top1"]]
+    runs = picked.join(cost).reset_index()
+    table = runs.groupby(list(STRATEGY_KEYS), dropna=False, sort=True).agg(
+        top1_mean=("top1", "mean"), top1_std=("top1", "std"), test_top1_mean=("test_top1", "mean"),
+        test_top1_std=("test_top1", "std"), epochs=("epochs", "mean"), seconds=("seconds", "mean"),
+        trials=("trials", "mean"), n=("top1", "size"),
+    )
+    return table.reset_index()
