@@ -11,10 +11,10 @@ Words as the README's glossary uses them:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from .plan import get_schedule
+from .plan import Proposal, get_schedule
 
 if TYPE_CHECKING:
     from .spec import SweepSpec
@@ -47,16 +47,6 @@ class OperatingPoint:
         return {"budget": self.budget, "method": self.method, "seed": self.seed,
                 "ratio": dict(self.ratio) if isinstance(self.ratio, Mapping) else self.ratio,
                 "prune_steps": self.prune_steps}
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One trial's proposal. `values`: one per searched dimension (the schedule's space), or the
-    sensitivity scan's values; empty for schedules without either. `keep`: the kept fraction a
-    frontier search proposed (None when the operating point has a budget)."""
-
-    values: Mapping[str, float] = field(default_factory=dict)
-    keep: float | None = None
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,20 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class SearchOptions:
-    sampler: str = "tpe"  # Optuna sampler proposing per-layer shape weights
-    num_samples: int = 4  # trials per (budget, method) group
+    sampler: str = "tpe"  # Optuna sampler proposing the schedule's values
+    num_samples: int = 4  # trials per operating point
     max_concurrent: int = 2  # trials running at once across the whole sweep
-    min_shape_weight: float = 0.05  # lower bound of each layer's shape weight, in (0, 1]
-    seed_with_sensitivity: bool = False  # first proposal of each study: the sensitivity scan's shape
+    # schedule searched: the one-shot allocation searched around (auto: lamp for unstructured
+    # methods, global for structured, uniform for low-rank), and each layer's log-multiplier range
+    prior: str = "auto"
+    log_range: float = 1.0  # theta_i in [-log_range, log_range]: kept fraction x e^theta_i
+    min_shape_weight: float = 0.05  # schedule conv_fc: lower bound of its two shape weights, in (0, 1]
     # two-stage search: screen every proposal with this many fine-tuning epochs (0: one stage),
     # then fine-tune the best `keep_best` of each operating point for finetune.epochs
     screen_epochs: int = 0
+    # screen by accuracy after BatchNorm recalibration (EagleEye), with screen_epochs of fine-tuning
+    # (0: none at all); two stages even with screen_epochs 0
+    screen_bn: bool = False
     keep_best: int = 2
     # frontier search (budgets: []): the kept fraction of the resource is searched too, in this range
     keep_range: tuple[float, ...] = (0.1, 0.9)
@@ -51,6 +57,10 @@ class SearchOptions:
     # point's trials at that epoch (ASHA, reduction factor 3, rungs from grace_epochs)
     early_stopping: str = "none"
     grace_epochs: int = 1  # fine-tuning epochs every trial gets before ASHA may stop it
+
+    @property
+    def two_stage(self) -> bool:
+        return self.screen_epochs > 0 or self.screen_bn
 
 
 @dataclass(frozen=True)
@@ -240,7 +250,7 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
 
 def stage_epochs(spec: SweepSpec, prune_steps: int) -> int:
     """Fine-tuning epochs a trial of the (first) stage reports: ASHA's last rung."""
-    epochs = spec.search.screen_epochs or spec.finetune.epochs
+    epochs = spec.search.screen_epochs if spec.search.two_stage else spec.finetune.epochs
     return epochs * prune_steps if spec.iterative == "cycles" else epochs
 
 
@@ -260,10 +270,10 @@ def _validate_search(spec: SweepSpec) -> None:
                 f"and search.sampler {' or '.join(MULTI_OBJECTIVE_SAMPLERS)}; got schedule {spec.schedule!r}, "
                 f"sampler {search.sampler!r} (or give budgets, e.g. --budget 0.5)"
             )
-        if search.screen_epochs or search.early_stopping != "none":
-            raise SpecError("budgets: [] (a frontier search) works without search.screen_epochs and early_stopping")
+        if search.two_stage or search.early_stopping != "none":
+            raise SpecError("budgets: [] (a frontier search) works without search.screen_epochs, screen_bn and early_stopping")
     if search.early_stopping == "asha" and not 1 <= search.grace_epochs < stage_epochs(spec, 1):
-        stage = "search.screen_epochs" if search.screen_epochs else "finetune.epochs"
+        stage = "search.screen_epochs" if search.two_stage else "finetune.epochs"
         raise SpecError(
             f"search.grace_epochs: {search.grace_epochs!r} must be in [1, {stage}) for ASHA to have a rung to "
             f"stop at ({stage} is {stage_epochs(spec, 1)})"
@@ -340,10 +350,11 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.search.max_concurrent, "search.max_concurrent")
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
     _positive(spec.search.keep_best, "search.keep_best")
-    if spec.search.screen_epochs and not get_schedule(spec.schedule).searched:
-        raise SpecError(f"search.screen_epochs: a two-stage search needs a searched schedule, not {spec.schedule!r}")
-    if spec.search.screen_epochs and spec.iterative != "oneshot":
-        raise SpecError("search.screen_epochs: two-stage search works with iterative 'oneshot' only")
+    screen_key = "search.screen_epochs" if spec.search.screen_epochs else "search.screen_bn"
+    if spec.search.two_stage and not get_schedule(spec.schedule).searched:
+        raise SpecError(f"{screen_key}: a two-stage search needs a searched schedule, not {spec.schedule!r}")
+    if spec.search.two_stage and spec.iterative != "oneshot":
+        raise SpecError(f"{screen_key}: two-stage search works with iterative 'oneshot' only")
     if not 0 < spec.search.min_shape_weight <= 1:
         raise SpecError(f"search.min_shape_weight: {spec.search.min_shape_weight!r} must be in (0, 1]")
     if not 0 < spec.data.val_fraction < 1:

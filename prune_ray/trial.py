@@ -27,11 +27,11 @@ from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
 from .measure import Measurement, measure
-from .plan import Subject, get_schedule
+from .plan import Dimension, PlanOptions, Subject, get_schedule
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
 from .prune import Calibration, UnsupportedModelError, get_method
-from .prune.iterative import Cadence, FineTune, prune_and_finetune
+from .prune.iterative import Cadence, FineTune, evaluate_pruned, prune_and_finetune
 from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
 from .results.parquet import write_epochs, write_steps, write_trial
 from .results.storage import open_storage
@@ -40,6 +40,7 @@ from .train import TrainRecipe, evaluate, train
 
 Reporter = Callable[[dict[str, Any]], None]
 CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
+RECALIBRATION_EXAMPLES = 512  # training examples that re-estimate BatchNorm statistics after pruning
 # where and how fast a trial runs does not change its result: left out of config_hash
 INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel")
 # (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
@@ -79,10 +80,10 @@ def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
     return store.get_or_train(config, data, retrain_corrupt=spec.baseline.retrain_corrupt)
 
 
-def preflight(spec: SweepSpec) -> dict[str, int] | None:
+def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
     """Build the spec's model on its data and check every method and the schedule against it,
-    before Ray starts (SpecError, one line). Returns per method the number of values a search
-    proposes per trial, or None when the schedule is not searched."""
+    before Ray starts (SpecError, one line). Returns per method the values a search proposes per
+    trial, or None when the schedule is not searched."""
     data = load_dataset(spec.dataset, spec.data)
     schedule = get_schedule(spec.schedule)
     try:
@@ -102,7 +103,7 @@ def preflight(spec: SweepSpec) -> dict[str, int] | None:
             raise SpecError(str(error)) from None
     if not schedule.searched:
         return None
-    return {name: schedule.space(subject) for name, subject in subjects.items()}
+    return {name: schedule.space(subject, PlanOptions.of(spec)) for name, subject in subjects.items()}
 
 
 def trial_device(spec: SweepSpec) -> torch.device:
@@ -137,6 +138,7 @@ def config_hash(spec: SweepSpec, config: TrialConfig) -> str:
             section = section[parent]
         section.pop(leaf)
     identity["screen_epochs"] = spec.search.screen_epochs  # a screen row's result depends on it
+    identity["plan"] = dataclasses.asdict(PlanOptions.of(spec))  # and every row's on the plan options
     blob = json.dumps({"spec": identity, "trial": config.as_dict()}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -223,10 +225,10 @@ class TrialRun:
         if schedule.adapt is not None:
             self.adapted = schedule.adapt(self.subject, config.target_keep, self.spec, self.short_tunes)
             self.removed = self.adapted.removed
-            write_steps(self.storage, self.context.sweep, self.trial_id, self.adapted.trace)
+            write_steps(self.storage, self.context.sweep, schedule.name, self.trial_id, self.adapted.trace)
         else:
             point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
-            self.removed = schedule.plan(self.subject, point, config.proposal)
+            self.removed = schedule.plan(self.subject, point, config.proposal, PlanOptions.of(self.spec))
         self.row["time_prune_s"] = time.perf_counter() - began
 
     def short_tunes(self, recipe: TrainRecipe) -> ShortTune:
@@ -238,10 +240,11 @@ class TrialRun:
     def prune_and_finetune(self) -> None:
         """Phase 4: prune the baseline as planned (once, or in cycles/agp steps) and fine-tune."""
         began = time.perf_counter()
-        tuning = FineTune(self.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned)
+        tuning = FineTune(self.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned,
+                          recalibration=self.data.train_x[:RECALIBRATION_EXAMPLES])
         if self.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
             self.model = self.adapted.model
-            self.on_pruned(*evaluate(self.model, self.data.val_x, self.data.val_y))
+            evaluate_pruned(self.model, tuning)
             train(self.model, self.data, self.recipe, seed=tuning.seed, on_epoch=self.on_epoch)
         else:
             cadence = Cadence(self.spec.iterative, self.config.point.prune_steps)
@@ -249,8 +252,8 @@ class TrialRun:
             self.model = outcome.model
         self.row["time_finetune_s"] = time.perf_counter() - began
 
-    def on_pruned(self, top1: float, top5: float) -> None:
-        self.row["top1_pruned"], self.row["top5_pruned"] = top1, top5
+    def on_pruned(self, top1: float, top5: float, top1_bn: float | None) -> None:
+        self.row["top1_pruned"], self.row["top5_pruned"], self.row["top1_pruned_bn"] = top1, top5, top1_bn
         # epoch 0 of the curve is top1_pruned: after the last pruning step so far (cycles and agp
         # prune more than once; agp calls this only after some epochs have run)
         pruned_point = {"epoch": 0, "top1": top1, "top5": top5}

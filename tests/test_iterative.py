@@ -29,7 +29,7 @@ def test_every_mode_reaches_the_same_final_sparsity(mode, steps, cnn, digits):
     final = ratios_to_counts(0.6, method.layers(cnn, digits.example_inputs(1)), method.max_ratio)
     reports, pruned_accuracy = [], []
     tuning = FineTune(digits, TrainRecipe(epochs=3), seed=0, on_epoch=reports.append,
-                      on_pruned=lambda top1, top5: pruned_accuracy.append((top1, top5)))
+                      on_pruned=lambda top1, top5, top1_bn: pruned_accuracy.append((top1, top5)))
     outcome = prune_and_finetune(copy.deepcopy(cnn), method, final, Cadence(mode, steps), tuning,
                                  Calibration(digits.example_inputs(1)))
     zeros = {name: int((m.weight == 0).sum()) for name, m in outcome.model.named_modules() if name in final}

@@ -6,11 +6,16 @@ import torch
 from prune_ray.measure import resource
 from prune_ray.models import create_model
 from prune_ray.prune import Calibration, get_method, ratios_to_counts
-from prune_ray.plan import Subject, get_schedule, list_schedules, plan_removal
-from prune_ray.plan.schedules import unit_scores
-from prune_ray.points import Proposal
+from prune_ray.plan import PlanOptions, Proposal, Subject, get_schedule, list_schedules, plan_removal
+from prune_ray.plan.allocations import lamp_scores, unit_scores
+from prune_ray.plan.keep import erk_keep, keep_of, project_keep
+from prune_ray.plan.searched import theta_key
+from prune_ray.spec import SweepSpec
 
 ONE_SHOT_BUDGETED = [s for s in list_schedules() if get_schedule(s).takes == "budget" and get_schedule(s).plan]
+# a proposal every schedule can read: shape weights / kept fractions (w...) and log-multipliers (t...)
+MIXED = {"w000": 0.3, "w001": 1.0, "w002": 0.7, "w003": 0.2, "w004": 0.9, "w005": 0.5,
+         "t000": 0.4, "t001": -0.9, "t002": 1.0, "t003": -1.0, "t004": 0.0, "t005": 0.7}
 
 
 def achieved(cnn, method, removed, x, metric):
@@ -32,23 +37,92 @@ def test_every_schedule_is_a_registry_entry_that_plans_one_way():
 
 @pytest.mark.parametrize("schedule", ONE_SHOT_BUDGETED)
 @pytest.mark.parametrize("method_name", ["magnitude", "l1_filter"])
-@pytest.mark.parametrize("budget", [0.6, 0.3])
+@pytest.mark.parametrize("budget", [0.6, 0.3, 0.05])
 def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget, cnn, digits):
+    """Every one-shot schedule meets the budget as exactly as the others: at most it, within 2%
+    (a schedule that cannot serve the method says so in its check, before any trial)."""
     method = get_method(method_name)
     metric = method.default_metric
     x = digits.example_inputs(1)
     subject = subject_of(cnn, method, x)
-    shape = {"w000": 0.3, "w001": 1.0, "w002": 0.7, "w003": 0.2, "w004": 0.9, "w005": 0.5}
-    removed = plan_removal(schedule, subject, budget, Proposal(shape))
+    try:
+        get_schedule(schedule).check(SweepSpec(), subject)
+    except ValueError as refusal:
+        assert schedule == "erk" and method.granularity == "structured", refusal
+        return
+    removed = plan_removal(schedule, subject, budget, Proposal(MIXED))
     kept = achieved(cnn, method, removed, x, metric) / subject.baseline_resource
     assert budget * 0.98 <= kept <= budget, kept
+    most = {layer.name: int(method.max_ratio * layer.units + 1e-9) for layer in subject.layers}
+    assert all(0 <= removed[name] <= most[name] for name in most)  # no layer emptied
+
+
+def test_searched_at_theta_zero_is_its_prior_exactly(cnn, digits):
+    x = digits.example_inputs(1)
+    for method_name, prior in (("magnitude", "lamp"), ("l1_filter", "global")):
+        subject = subject_of(cnn, get_method(method_name), x)
+        zeros = Proposal({theta_key(i): 0.0 for i in range(len(subject.layers))})
+        assert plan_removal("searched", subject, 0.1, zeros) == plan_removal(prior, subject, 0.1)
+        uniform = PlanOptions(prior="uniform")
+        assert plan_removal("searched", subject, 0.1, zeros, uniform) == plan_removal("uniform", subject, 0.1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_searched_meets_the_budget_on_extreme_proposals_without_saturating(seed, cnn, digits):
+    """Thetas at the ends of their range, under a tight budget: the projection meets the budget, and
+    layers keep the prior's order of magnitude instead of all being driven to max_ratio."""
+    method, x = get_method("magnitude"), digits.example_inputs(1)
+    subject = subject_of(cnn, method, x)
+    generator = torch.Generator().manual_seed(seed)
+    thetas = {theta_key(i): float(v) for i, v in enumerate((torch.randint(0, 2, (len(subject.layers),), generator=generator) * 2 - 1))}
+    removed = plan_removal("searched", subject, 0.02, Proposal(thetas))
+    kept = achieved(cnn, method, removed, x, "params") / subject.baseline_resource
+    assert 0.02 * 0.98 <= kept <= 0.02
+    keep = keep_of(subject.layers, removed)
+    at_cap = sum(k <= 1 - method.max_ratio + 1e-3 for k in keep.values())
+    assert at_cap < len(keep)  # not every layer saturated
+
+
+def test_lamp_keeps_every_layer_alive_and_scores_the_largest_weight_one(cnn, digits):
+    method, x = get_method("magnitude"), digits.example_inputs(1)
+    subject = subject_of(cnn, method, x)
+    scores = lamp_scores(cnn, method, subject.layers)
+    for layer in subject.layers:
+        weight = cnn.get_submodule(layer.name).weight.detach().abs().flatten()
+        assert float(scores[layer.name][weight.argmax()]) == pytest.approx(1.0)
+        by_magnitude = scores[layer.name][torch.argsort(weight)]
+        assert bool((by_magnitude.diff() >= -1e-12).all())  # monotone in |w| within a layer
+    removed = plan_removal("lamp", subject, 0.02)
+    assert all(removed[layer.name] < layer.units for layer in subject.layers)
+
+
+def test_erk_keeps_small_layers_denser_and_refuses_channels(cnn, digits):
+    x = digits.example_inputs(1)
+    magnitude = get_method("magnitude")
+    density = erk_keep(cnn, magnitude.layers(cnn, x))
+    assert density["conv1"] > density["conv4"] and density["fc2"] > density["fc1"]
+    with pytest.raises(ValueError, match="schedule 'erk' sets the weight density"):
+        get_schedule("erk").check(SweepSpec(), subject_of(cnn, get_method("l1_filter"), x))
+
+
+def test_the_log_space_projection_keeps_the_ratios_between_unclamped_layers(cnn, digits):
+    method, x = get_method("magnitude"), digits.example_inputs(1)
+    subject = subject_of(cnn, method, x)
+    keep = {layer.name: 0.4 if i % 2 else 0.1 for i, layer in enumerate(subject.layers)}
+    projection = project_keep(subject.layers, keep, subject.resource_fn(), 0.08 * subject.baseline_resource,
+                              max_ratio=method.max_ratio, tolerance=0.0)
+    kept = keep_of(subject.layers, projection.removed)
+    big = [layer.name for i, layer in enumerate(subject.layers) if i % 2 and kept[layer.name] < 1]
+    small = [layer.name for i, layer in enumerate(subject.layers) if not i % 2 and kept[layer.name] > 1 - method.max_ratio]
+    for name_big, name_small in zip(big, small):
+        assert kept[name_big] / kept[name_small] == pytest.approx(4.0, rel=0.15)
 
 
 def test_global_threshold_prunes_low_magnitude_layers_hardest(cnn, digits):
     method = get_method("magnitude")
     x = digits.example_inputs(1)
     layers = method.layers(cnn, x)
-    removed = plan_removal("global", subject_of(cnn, method, x, "params"), 0.4, Proposal())
+    removed = plan_removal("global", subject_of(cnn, method, x, "params"), 0.4)
     ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
     median = {layer.name: float(cnn.get_submodule(layer.name).weight.abs().median()) for layer in layers}
     # one threshold: a layer of small weights loses more than a layer of large weights

@@ -19,15 +19,16 @@ from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
 from prune_ray.tune import search
 from prune_ray.tune.asha import GroupedASHA
 from prune_ray.tune.cluster import fit_to_local_machine
-from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJournal, shape_space
+from prune_ray.plan import Dimension
+from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJournal, distributions, shape_space
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_proposes_weights_inside_the_space(sampler):
     space = shape_space(4, 0.05)
-    study = optuna.create_study(direction="maximize", sampler=SAMPLER_FACTORIES[sampler](0, 5))
+    study = optuna.create_study(direction="maximize", sampler=SAMPLER_FACTORIES[sampler](0, 5, space))
     for _ in range(5):
-        trial = study.ask(space)
+        trial = study.ask(distributions(space))
         assert set(trial.params) == {"w000", "w001", "w002", "w003"}
         assert all(0.05 <= value <= 1.0 for value in trial.params.values())
         study.tell(trial, sum(trial.params.values()))
@@ -180,3 +181,19 @@ def test_asha_never_cuts_a_trial_at_its_last_epoch():
     assert grouped.on_trial_result(None, weak, {"epoch": 3, "top1": 0.1}) == "CONTINUE"
     cycles = GroupedASHA(3, grace_epochs=1, per_prune_step=True)  # cycles: 3 epochs per pruning step
     assert cycles.last_epoch(trial("one", 1)) == 3 and cycles.last_epoch(trial("three", 3)) == 9
+
+
+def test_a_searched_study_starts_at_the_prior_and_cmaes_is_centred_there(tmp_path):
+    """Trial 0 of every study proposes each dimension's start (theta = 0: the prior itself); CMA-ES
+    then samples around it."""
+    space = {f"t{i:03d}": Dimension(-1.0, 1.0, start=0.0) for i in range(3)}
+    points = [OperatingPoint(0.05, "magnitude", 0), OperatingPoint(0.02, "magnitude", 0)]
+    searcher = GroupedSearcher(points, 6, {"magnitude": space}, "cmaes")
+    configs = [searcher.suggest(f"t{i}") for i in range(12)]
+    assert [c["trial"].proposal.values for c in configs[:2]] == [{name: 0.0 for name in space}] * 2
+    for index, config in enumerate(configs):
+        values = config["trial"].proposal.values
+        assert set(values) == set(space) and all(-1.0 <= v <= 1.0 for v in values.values())
+        searcher.on_trial_complete(f"t{index}", {"top1": 0.9 - sum(abs(v) for v in values.values()) / 10, "status": "ok"})
+    later = [c["trial"].proposal.values for c in configs[2:]]
+    assert any(v != 0.0 for values in later for v in values.values())  # then it explores

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prune_ray.models import create_model
-from prune_ray.train import DivergedError, TrainRecipe, evaluate, lr_factor, train
+from prune_ray.train import DivergedError, TrainRecipe, evaluate, lr_factor, recalibrate_batchnorm, train
 
 
 def test_step_schedule_divides_at_the_milestones():
@@ -45,3 +45,19 @@ def test_nan_loss_raises_diverged(digits):
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=8)
     with pytest.raises(DivergedError, match="diverged: loss nan"):
         train(model, digits, TrainRecipe(epochs=2, lr=1e12, momentum=0.0), seed=0)
+
+
+def test_batchnorm_recalibration_re_estimates_the_running_statistics_on_the_given_examples():
+    torch.manual_seed(0)
+    conv, norm = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+    model = torch.nn.Sequential(conv, norm).eval()
+    norm.running_mean.fill_(5.0)
+    norm.running_var.fill_(9.0)  # stale statistics, as after pruning the layers before
+    x = torch.randn(300, 1, 8, 8)
+    assert recalibrate_batchnorm(model, x, batch_size=60)  # equal batches: the average of their means is the mean
+    with torch.no_grad():
+        features = conv(x)
+    assert torch.allclose(norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert torch.allclose(norm.running_var, features.var(dim=(0, 2, 3)), rtol=0.05)
+    assert norm.momentum == 0.1 and not model.training  # settings restored
+    assert not recalibrate_batchnorm(torch.nn.Sequential(torch.nn.Linear(2, 2)), torch.zeros(4, 2))

@@ -25,7 +25,8 @@ def trial_config(method: str, budget: float, shape=None, prune_steps: int = 1) -
 def test_trial_writes_a_row_that_meets_its_budget(tmp_path, method, budget):
     spec = small_spec(tmp_path)
     reports = []
-    row = run_trial(trial_config(method, budget, {"w000": 0.2, "w001": 1.0}), TrialContext(spec, "s", {}, None),
+    # the searched schedule's log-multipliers: layer 0 keeps e x its prior's fraction, layer 1 1/e x
+    row = run_trial(trial_config(method, budget, {"t000": 1.0, "t001": -1.0}), TrialContext(spec, "s", {}, None),
                     "t1", reports.append)
     assert row["status"] == "ok", row.get("error")
     assert [r["epoch"] for r in reports] == [1, 2]
@@ -34,7 +35,8 @@ def test_trial_writes_a_row_that_meets_its_budget(tmp_path, method, budget):
     got = frame.iloc[0]
     keep = got["params_keep"] if method == "magnitude" else got["macs_keep"]
     assert budget * 0.98 <= keep <= budget
-    assert got["layer_ratios"][0] < got["layer_ratios"][1]  # the shape weights were followed
+    assert got["layer_ratios"][0] < got["layer_ratios"][1]  # the proposal was followed
+    assert 0 <= got["top1_pruned"] <= got["top1_pruned_bn"] + 0.5 and got["top1_pruned_bn"] is not None
     assert 0 <= got["top1_pruned"] <= 1 and 0 <= got["top1"] <= 1
     epochs = read_epochs(str(tmp_path), "s")
     assert list(epochs["epoch"]) == [0, 1, 2]

@@ -15,7 +15,7 @@ entry branches on a schedule's name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
@@ -26,10 +26,42 @@ from ..registry import Registry
 from .budget import ResourceFn, measured_resource_fn
 
 if TYPE_CHECKING:  # annotations only: spec.py imports this package
-    from ..points import Proposal
     from ..spec import SweepSpec
 
 TAKES = ("budget", "ratios")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One trial's proposal. `values`: one per searched dimension of the schedule's space (or the
+    sensitivity scan's per-layer kept fractions); empty for schedules without either. `keep`: the
+    kept fraction a frontier search proposed (None when the operating point has a budget)."""
+
+    values: Mapping[str, float] = field(default_factory=dict)
+    keep: float | None = None
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched value of a proposal: its range and, optionally, the value of the first proposal."""
+
+    low: float
+    high: float
+    start: float | None = None  # every dimension has one: the study's trial 0 proposes them
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """The spec's planning options (spec.search), as the schedules read them."""
+
+    prior: str = "auto"  # searched: the one-shot allocation it searches around (auto: per granularity)
+    log_range: float = 1.0  # searched: each layer's log-multiplier theta_i lies in [-log_range, log_range]
+    min_shape_weight: float = 0.05  # conv_fc: shape weights lie in [min_shape_weight, 1]
+
+    @classmethod
+    def of(cls, spec: SweepSpec) -> PlanOptions:
+        search = spec.search
+        return cls(search.prior, search.log_range, search.min_shape_weight)
 
 
 @dataclass(frozen=True)
@@ -58,8 +90,8 @@ class Adapted:
     trace: list[dict]
 
 
-# (subject, the point's budget or ratio(s), the proposal) -> units removed per layer
-PlanFn = Callable[["Subject", "float | Mapping[str, float]", "Proposal"], dict[str, int]]
+# (subject, the point's budget or ratio(s), the proposal, options) -> units removed per layer
+PlanFn = Callable[["Subject", "float | Mapping[str, float]", Proposal, PlanOptions], dict[str, int]]
 # (subject, budget, spec, runner of candidate short fine-tunes) -> the pruned model
 AdaptFn = Callable[["Subject", float, "SweepSpec", Callable], Adapted]
 
@@ -91,8 +123,8 @@ class Schedule:
     takes: str  # "budget": each operating point is a budget; "ratios": the spec's fixed_ratios
     plan: PlanFn | None = None  # one-shot allocation; exactly one of plan and adapt is set
     adapt: AdaptFn | None = None  # prunes step by step with short fine-tunes, then the trial fine-tunes
-    # searched schedules: how many values a search proposes per trial for this subject; None: not searched
-    space: Callable[[Subject], int] | None = None
+    # searched schedules: the values a search proposes per trial for this subject; None: not searched
+    space: Callable[[Subject, PlanOptions], dict[str, Dimension]] | None = None
     uses_scan: Callable[[SweepSpec], bool] = _never  # proposals come from the sensitivity scan
     check: Callable[[SweepSpec, Subject], None] = _no_check  # before Ray starts; ValueError: cannot plan
     validate: Callable[[SweepSpec], None] = _no_validation  # spec-level checks; ValueError: bad spec
@@ -125,13 +157,14 @@ def get_schedule(name: str) -> Schedule:
     return _SCHEDULES.get(name)
 
 
-def plan_removal(schedule: str, subject: Subject, point: float | Mapping[str, float], proposal: Proposal) -> dict[str, int]:
+def plan_removal(schedule: str, subject: Subject, point: float | Mapping[str, float], proposal: Proposal = Proposal(),
+                 options: PlanOptions = PlanOptions()) -> dict[str, int]:
     """Units to remove per layer for one trial of a one-shot schedule. `point` is the fixed
     schedule's ratio(s), and every other schedule's budget (fraction of the resource kept)."""
     entry = get_schedule(schedule)
     if entry.plan is None:
         raise ValueError(f"schedule {schedule!r} prunes step by step with fine-tuning ({entry.summary}), not in one plan")
-    return entry.plan(subject, point, proposal)
+    return entry.plan(subject, point, proposal, options)
 
 
-from . import netadapt, schedules  # noqa: E402,F401  (registers the built-in schedules)
+from . import allocations, netadapt, schedules, searched  # noqa: E402,F401  (registers the built-in schedules)

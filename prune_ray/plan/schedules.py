@@ -1,38 +1,33 @@
-"""The one-shot schedules, one registry entry each: units removed per layer for one trial.
+"""The one-shot schedules that follow a given shape, one registry entry each.
 
 - fixed: the spec's ratios as given (per layer, or one for all).
-- uniform: one shape for every layer, projected onto the budget.
-- searched: a shape weight per layer proposed by Optuna, projected onto the budget.
+- uniform: the same removed ratio for every layer, projected onto the budget.
 - conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
   layers (the per-layer-type rates of the thesis source document), projected onto the budget.
-- sensitivity: a shape weight per layer from a sensitivity scan (plan.sensitivity), projected
-  onto the budget; no search.
-- global: one threshold across layers on a per-unit score (weight magnitude for weights; a
-  filter's L1 norm over its layer's mean for channels, as torch-pruning's global pruning
-  normalises), the threshold chosen by bisection to meet the budget.
+- sensitivity: per-layer kept fractions from a sensitivity scan (plan.sensitivity), scaled in log
+  space to the budget (plan.keep); no search.
 
-(netadapt, the greedy schedule, is its own entry in plan.netadapt.)
+(global, lamp and erk look at the weights: plan.allocations; searched: plan.searched; netadapt,
+the greedy schedule: plan.netadapt.)
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
-import torch
 import torch.nn as nn
 
-from ..prune import Layer, PruningMethod, ratios_to_counts
-from ..prune.unstructured import is_pooled
-from . import Schedule, Subject, register_schedule
-from .budget import project, project_threshold
+from ..prune import Layer, ratios_to_counts
+from . import Dimension, PlanOptions, Proposal, Schedule, Subject, register_schedule
+from .budget import project
+from .keep import project_keep
 
 if TYPE_CHECKING:
-    from ..points import Proposal
     from ..spec import SweepSpec
 
 
 def shape_key(index: int) -> str:
-    """Name of the index-th searched dimension of a proposal."""
+    """Name of the index-th value of a shape-weight or per-layer proposal."""
     return f"w{index:03d}"
 
 
@@ -46,16 +41,12 @@ def layer_kind(model: nn.Module, layer: Layer) -> str:
 def _projected(weights_of):
     """A budgeted plan: the shape weights `weights_of(subject, proposal)` projected onto the budget."""
 
-    def plan(subject: Subject, budget: float, proposal: Proposal) -> dict[str, int]:
+    def plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
         weights = weights_of(subject, proposal)
         target = budget * subject.baseline_resource
         return project(subject.layers, weights, subject.resource_fn(), target, max_ratio=subject.method.max_ratio).removed
 
     return plan
-
-
-def _per_layer_weights(subject: Subject, proposal: Proposal) -> dict[str, float]:
-    return {layer.name: float(proposal.values.get(shape_key(i), 1.0)) for i, layer in enumerate(subject.layers)}
 
 
 def _per_kind_weights(subject: Subject, proposal: Proposal) -> dict[str, float]:
@@ -67,7 +58,11 @@ def _equal_weights(subject: Subject, proposal: Proposal) -> dict[str, float]:
     return {layer.name: 1.0 for layer in subject.layers}
 
 
-def _fixed(subject: Subject, ratios: float | Mapping[str, float], proposal: Proposal) -> dict[str, int]:
+def _conv_fc_space(subject: Subject, options: PlanOptions) -> dict[str, Dimension]:
+    return {shape_key(i): Dimension(options.min_shape_weight, 1.0) for i in range(2)}
+
+
+def _fixed(subject: Subject, ratios: float | Mapping[str, float], proposal: Proposal, options: PlanOptions) -> dict[str, int]:
     return ratios_to_counts(ratios, subject.layers, subject.method.max_ratio)
 
 
@@ -79,36 +74,11 @@ def _check_fixed(spec: SweepSpec, subject: Subject) -> None:
             raise ValueError(f"fixed_ratios[{index}] for {subject.method.name!r}: {error}") from None
 
 
-def unit_scores(model: nn.Module, method: PruningMethod, layers: list[Layer]) -> dict[str, torch.Tensor]:
-    """Per-unit scores for the global schedule, comparable across layers."""
-    if method.granularity == "unstructured" and not is_pooled(method):
-        return {layer.name: model.get_submodule(layer.name).weight.detach().abs().flatten() for layer in layers}
-    if method.granularity == "structured":
-        scores = {}
-        for layer in layers:
-            weight = model.get_submodule(layer.name).weight.detach()
-            norms = weight.abs().flatten(1).sum(dim=1)
-            scores[layer.name] = norms / norms.mean().clamp_min(1e-12)
-        return scores
-    raise ValueError(
-        f"schedule 'global' ranks single weights or channels; method {method.name!r} ({method.granularity}, "
-        f"layers {[layer.name for layer in layers][:3]}) has neither: use schedule searched, uniform or fixed"
-    )
-
-
-def _global(subject: Subject, budget: float, proposal: Proposal) -> dict[str, int]:
-    scores = unit_scores(subject.model, subject.method, subject.layers)
-    target = budget * subject.baseline_resource
-    return project_threshold(subject.layers, scores, subject.resource_fn(), target,
-                             max_ratio=subject.method.max_ratio).removed
-
-
-def _check_global(spec: SweepSpec, subject: Subject) -> None:
-    unit_scores(subject.model, subject.method, subject.layers)
-
-
-def _seeded_by_scan(spec: SweepSpec) -> bool:
-    return spec.search.seed_with_sensitivity
+def _sensitivity(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
+    """The scan's kept fractions (the proposal's values, one per layer) scaled to the budget."""
+    keep = {layer.name: float(proposal.values.get(shape_key(i), 1.0)) for i, layer in enumerate(subject.layers)}
+    return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
+                        max_ratio=subject.method.max_ratio).removed
 
 
 def _always(spec: SweepSpec) -> bool:
@@ -117,14 +87,9 @@ def _always(spec: SweepSpec) -> bool:
 
 register_schedule(Schedule("fixed", "the spec's fixed ratios, per layer or one for all", "ratios", plan=_fixed,
                            check=_check_fixed))
-register_schedule(Schedule("uniform", "one ratio shape for every layer, projected onto the budget", "budget",
+register_schedule(Schedule("uniform", "the same removed ratio for every layer, projected onto the budget", "budget",
                            plan=_projected(_equal_weights)))
-register_schedule(Schedule("searched", "a shape weight per layer proposed by Optuna, projected onto the budget",
-                           "budget", plan=_projected(_per_layer_weights), space=lambda subject: len(subject.layers),
-                           uses_scan=_seeded_by_scan))
 register_schedule(Schedule("conv_fc", "one Optuna-proposed shape weight for conv layers and one for fc layers",
-                           "budget", plan=_projected(_per_kind_weights), space=lambda subject: 2))
-register_schedule(Schedule("sensitivity", "shape weights from a per-layer sensitivity scan, projected onto the budget",
-                           "budget", plan=_projected(_per_layer_weights), uses_scan=_always))
-register_schedule(Schedule("global", "one score threshold across layers, chosen to meet the budget", "budget",
-                           plan=_global, check=_check_global))
+                           "budget", plan=_projected(_per_kind_weights), space=_conv_fc_space))
+register_schedule(Schedule("sensitivity", "per-layer kept fractions from a sensitivity scan, scaled to the budget",
+                           "budget", plan=_sensitivity, uses_scan=_always))

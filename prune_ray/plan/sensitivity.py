@@ -1,8 +1,8 @@
 """Sensitivity scan: per-layer accuracy against ratio, one layer pruned at a time, no fine-tuning.
 
-Cached in the storage per (baseline, method, ratios), drawn as a plot, and turned into shape
-weights: a layer that keeps its accuracy up to a high ratio gets a high weight (prune it harder).
-Those weights are the `sensitivity` schedule, and the first proposal of every `searched` study.
+Cached in the storage per (baseline, method, ratios), drawn as a plot, and turned into per-layer
+kept fractions: a layer that keeps its accuracy up to a high ratio gets a small kept fraction
+(prune it harder). Scaled to the budget, those are the `sensitivity` schedule.
 """
 
 from __future__ import annotations
@@ -54,16 +54,17 @@ def cached_scan(storage: Storage, key: str, model, method, data, calibration, ra
     return frame
 
 
-def shape_from_scan(frame: pd.DataFrame, min_weight: float, tolerated_drop: float = TOLERATED_DROP) -> dict[str, float]:
-    """Per layer: the largest ratio whose accuracy stays within `tolerated_drop` of the baseline,
-    scaled so the least sensitive layer gets 1 (and no layer less than `min_weight`)."""
-    safe = {}
+def keep_from_scan(frame: pd.DataFrame, max_ratio: float, tolerated_drop: float = TOLERATED_DROP) -> dict[str, float]:
+    """Per layer, the kept fraction it tolerates alone: 1 minus the largest scanned ratio whose
+    accuracy stays within `tolerated_drop` of the baseline (at least 1 - max_ratio). The
+    sensitivity schedule scales these to the budget in log space (plan.keep): a layer that took a
+    ratio of 0.9 alone keeps 0.1 / 0.9 of what a layer that took only 0.1 keeps."""
+    keep = {}
     for layer, rows in frame.groupby("layer", sort=False):
         baseline = float(rows.loc[rows["ratio"] == 0.0, "top1"].iloc[0])
         fine = rows[rows["top1"] >= baseline - tolerated_drop]["ratio"]
-        safe[layer] = float(fine.max())
-    top = max(safe.values()) or 1.0
-    return {layer: max(min_weight, value / top) for layer, value in safe.items()}
+        keep[layer] = max(1 - float(fine.max()), 1 - max_ratio)
+    return keep
 
 
 def plot(frame: pd.DataFrame, path: str, title: str) -> None:

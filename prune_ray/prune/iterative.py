@@ -14,11 +14,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import torch
 import torch.nn as nn
 
 from ..data import Dataset
+from ..train import EpochStats, TrainRecipe, evaluate, recalibrate_batchnorm, train
 from . import Calibration, PruningMethod
-from ..train import EpochStats, TrainRecipe, evaluate, train
 
 ITERATIVE = ("oneshot", "cycles", "agp")
 
@@ -67,8 +68,22 @@ class FineTune:
     recipe: TrainRecipe
     seed: int
     on_epoch: Callable[[EpochStats], None] = _ignore
-    # hears the accuracy after each pruning step at once, so a run that later diverges still reports it
-    on_pruned: Callable[[float, float], None] = _ignore
+    # hears (top1, top5, top1 after BatchNorm recalibration or None) after each pruning step at once,
+    # so a run that later diverges still reports it
+    on_pruned: Callable[[float, float, "float | None"], None] = _ignore
+    # examples on which BatchNorm statistics are re-estimated after each pruning step (None: not)
+    recalibration: torch.Tensor | None = None
+
+
+def evaluate_pruned(model: nn.Module, tuning: FineTune) -> None:
+    """Tell tuning.on_pruned the accuracy right after pruning, then recalibrate BatchNorm (EagleEye)
+    and tell the accuracy after that too; without BatchNorm the two are one."""
+    data = tuning.data
+    top1, top5 = evaluate(model, data.val_x, data.val_y)
+    top1_bn = top1
+    if tuning.recalibration is not None and recalibrate_batchnorm(model, tuning.recalibration):
+        top1_bn, _ = evaluate(model, data.val_x, data.val_y)
+    tuning.on_pruned(top1, top5, top1_bn if tuning.recalibration is not None else None)
 
 
 def prune_and_finetune(
@@ -85,8 +100,8 @@ def prune_and_finetune(
         def before_epoch(epoch: int) -> None:
             if epoch <= steps:
                 method.prune(model, deltas[epoch - 1], calibration)
-                if epoch == steps:
-                    tuning.on_pruned(*evaluate(model, data.val_x, data.val_y))
+                if epoch == steps:  # masks pruned while training: no recalibration to measure
+                    tuning.on_pruned(*evaluate(model, data.val_x, data.val_y), None)
 
         if recipe.epochs < steps:
             raise ValueError(f"agp needs at least prune_steps={steps} fine-tuning epochs, got {recipe.epochs}")
@@ -96,6 +111,6 @@ def prune_and_finetune(
     history: list[EpochStats] = []
     for index, delta in enumerate(deltas):
         model = method.prune(model, delta, calibration)
-        tuning.on_pruned(*evaluate(model, data.val_x, data.val_y))
+        evaluate_pruned(model, tuning)
         history += train(model, data, recipe, seed=tuning.seed + index, on_epoch=tuning.on_epoch, first_epoch=len(history) + 1)
     return Outcome(model, history)

@@ -1,4 +1,4 @@
-"""Parquet results, schema v4: one file per trial, written atomically; a reader for whole sweeps.
+"""Parquet results, schema v5: one file per trial, written atomically; a reader for whole sweeps.
 
 Layout: <storage>/<sweep>/trials/<trial_id>.parquet, <storage>/<sweep>/epochs/<trial_id>.parquet and,
 for the netadapt schedule, its greedy steps in <storage>/<sweep>/netadapt/<trial_id>.parquet.
@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from .storage import Storage, open_storage
 
 # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage;
-# v4 statuses running and stopped
-SCHEMA_VERSION = 4
+# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk)
+SCHEMA_VERSION = 5
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
 STATUSES = ("ok", "failed", "running", "stopped")
@@ -56,6 +56,7 @@ TRIAL_SCHEMA = pa.schema(
         ("baseline_params", pa.int64()),
         ("baseline_macs", pa.int64()),
         ("top1_pruned", pa.float64()),
+        ("top1_pruned_bn", pa.float64()),
         ("top5_pruned", pa.float64()),
         ("top1", pa.float64()),
         ("top5", pa.float64()),
@@ -142,9 +143,10 @@ def write_epochs(storage: Storage, sweep: str, trial_id: str, epochs: list[Mappi
     _write(storage, storage.path(sweep, "epochs", f"{trial_id}.parquet"), _table(rows, EPOCH_SCHEMA))
 
 
-def write_steps(storage: Storage, sweep: str, trial_id: str, steps: list[Mapping[str, Any]]) -> None:
+def write_steps(storage: Storage, sweep: str, schedule: str, trial_id: str, steps: list[Mapping[str, Any]]) -> None:
+    """An adapting schedule's steps: <sweep>/<schedule>/<trial_id>.parquet."""
     rows = [{"sweep": sweep, "trial_id": trial_id, **step} for step in steps]
-    _write(storage, storage.path(sweep, "netadapt", f"{trial_id}.parquet"), _table(rows, STEP_SCHEMA))
+    _write(storage, storage.path(sweep, schedule, f"{trial_id}.parquet"), _table(rows, STEP_SCHEMA))
 
 
 def read_trial(storage: Storage, sweep: str, trial_id: str) -> dict[str, Any] | None:
@@ -199,6 +201,7 @@ def read_epochs(storage: str | Storage, sweep: str) -> pd.DataFrame:
     return _read_dir(storage, storage.path(sweep, "epochs"), EPOCH_SCHEMA)
 
 
-def read_steps(storage: str | Storage, sweep: str) -> pd.DataFrame:
+def read_steps(storage: str | Storage, sweep: str, schedule: str = "netadapt") -> pd.DataFrame:
+    """The steps of every trial of an adapting schedule (netadapt) in one sweep."""
     storage = open_storage(storage) if isinstance(storage, str) else storage
-    return _read_dir(storage, storage.path(sweep, "netadapt"), STEP_SCHEMA)
+    return _read_dir(storage, storage.path(sweep, schedule), STEP_SCHEMA)

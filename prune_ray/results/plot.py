@@ -7,7 +7,6 @@ import math
 from importlib import resources
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from .frontier import literature_points, point_summary, pareto_front, usable_rows

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .frontier import baselines, pareto_front, point_summary, usable_rows
+from .frontier import baselines, pareto_front, point_summary
 from .strategies import strategy_summary
 
 TABLES = ("frontier", "ratio-grid", "methods", "strategies")

@@ -7,7 +7,7 @@ import time
 
 from ..plan import get_schedule
 from ..plan.schedules import shape_key
-from ..plan.sensitivity import cached_scan, plot, shape_from_scan
+from ..plan.sensitivity import cached_scan, keep_from_scan, plot
 from ..points import TrialConfig, operating_points
 from ..prune import get_method
 from ..results.parquet import read_results
@@ -40,7 +40,7 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
 
 
 def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
-    """Per method, the proposal values (shape weights) of a sensitivity scan of the first seed's
+    """Per method, the proposal values (per-layer kept fractions) of a sensitivity scan of the first seed's
     baseline (one Ray task per method, cached in the storage); the scan's plot goes to
     <sweep>/sensitivity-<method>.png."""
     import ray
@@ -58,9 +58,9 @@ def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
             plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
             with open(f"{scratch}/plot.png", "rb") as handle:
                 storage.write_bytes_atomic(storage.path(sweep, f"sensitivity-{name}.png"), handle.read())
-        weights = shape_from_scan(frame, spec.search.min_shape_weight)
+        keep = keep_from_scan(frame, method.max_ratio)
         layers = method.layers(baseline.model, data.example_inputs(1))
-        return {shape_key(i): weights[layer.name] for i, layer in enumerate(layers)}
+        return {shape_key(i): keep[layer.name] for i, layer in enumerate(layers)}
 
     values = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
     print(f"[prune-ray] sensitivity scans: {open_storage(spec.storage).uri_of(sweep)}/sensitivity-*.png", flush=True)
@@ -129,7 +129,7 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
     searcher = GroupedSearcher(
         operating_points(spec), spec.search.num_samples, spaces, spec.search.sampler,
         given=scan_proposals(spec, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
-        stage="screen" if spec.search.screen_epochs > 0 else "single",
+        stage="screen" if spec.search.two_stage else "single",
         journal=StudyJournal(spec.storage, sweep), keep_range=tuple(spec.search.keep_range),
     )
     scheduler = None
@@ -163,6 +163,6 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
     trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
     screened = first_stage(spec, sweep, trainable, spaces, resume).fit()
     settle_unfinished(storage, sweep, screened)
-    if spec.search.screen_epochs > 0:
+    if spec.search.two_stage:
         final_stage(spec, storage, sweep, trainable, screened, resume)
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)

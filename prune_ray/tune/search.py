@@ -13,9 +13,11 @@ multi-objective sampler (nsga2) then returns the non-dominated set directly.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import tempfile
+import warnings
 from typing import Callable, Mapping
 
 import optuna
@@ -24,13 +26,15 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from ..plan import Dimension
 from ..plan.schedules import shape_key
 from ..points import OperatingPoint, Proposal, TrialConfig
 from ..results.storage import open_storage
 from ..spec import SweepSpec
 from ..trial import preflight
 
-SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]  # (seed, trials per point) -> sampler
+# (seed, trials per point, the point's space) -> sampler
+SamplerFactory = Callable[[int, int, Mapping[str, Dimension]], optuna.samplers.BaseSampler]
 KEEP_PARAM = "keep"  # frontier searches: the Optuna parameter of the proposed kept fraction
 
 
@@ -40,35 +44,47 @@ def startup_trials(samples: int) -> int:
     return min(10, max(3, samples // 3))
 
 
+def _cmaes(seed: int, samples: int, space: Mapping[str, Dimension]) -> optuna.samplers.CmaEsSampler:
+    """CMA-ES from the centre of the space (for the searched schedule's symmetric ranges, theta = 0:
+    the prior) with Optuna's step size of a sixth of each range, and a population small enough for
+    a few generations within the study's trials."""
+    popsize = max(4, min(4 + int(3 * math.log(max(len(space), 1))), samples // 3))
+    return optuna.samplers.CmaEsSampler(popsize=popsize, seed=seed)
+
+
 SAMPLER_FACTORIES: dict[str, SamplerFactory] = {
-    "tpe": lambda seed, samples: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(samples)),
-    "random": lambda seed, samples: optuna.samplers.RandomSampler(seed=seed),
-    # CMA-ES needs a few random trials to start from; it falls back to random sampling meanwhile
-    "cmaes": lambda seed, samples: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    "gp": lambda seed, samples: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(samples)),
-    "qmc": lambda seed, samples: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+    # TPE modelling the layers' values jointly (multivariate; group: per set of parameters that co-occur)
+    "tpe": lambda seed, samples, space: optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=startup_trials(samples), multivariate=True, group=True),
+    "random": lambda seed, samples, space: optuna.samplers.RandomSampler(seed=seed),
+    "cmaes": _cmaes,
+    "gp": lambda seed, samples, space: optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(samples)),
+    "qmc": lambda seed, samples, space: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
     # NSGA-II's default population of 50 would leave a small sweep in its random first generation;
     # a quarter of the trials per generation gives at least four generations
-    "nsga2": lambda seed, samples: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, samples // 4))),
+    "nsga2": lambda seed, samples, space: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, samples // 4))),
 }
 METRIC, MODE = "top1", "max"
 JOURNAL = "optuna.journal"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per point is noise
+# TPE's multivariate/group and the GP sampler are chosen knowingly: their "experimental" notes are noise
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def shape_space(num_layers: int, min_weight: float) -> dict[str, optuna.distributions.FloatDistribution]:
-    """One shape weight per prunable layer: how hard to prune it relative to the others."""
-    return {shape_key(i): optuna.distributions.FloatDistribution(min_weight, 1.0) for i in range(num_layers)}
+def shape_space(num_layers: int, min_weight: float) -> dict[str, Dimension]:
+    """One shape weight per layer in [min_weight, 1] (tests and conv_fc-like spaces)."""
+    return {shape_key(i): Dimension(min_weight, 1.0) for i in range(num_layers)}
 
 
-def search_spaces(spec: SweepSpec) -> dict[str, dict] | None:
-    """Per method, the Optuna space of the spec's schedule on the spec's model (None: the schedule
-    is not searched). The preflight check builds the model, so a model that cannot take the
-    dataset, or a method or schedule that cannot handle it, is a SpecError before Ray starts."""
-    dimensions = preflight(spec)
-    if dimensions is None:
-        return None
-    return {method: shape_space(count, spec.search.min_shape_weight) for method, count in dimensions.items()}
+def distributions(space: Mapping[str, Dimension]) -> dict[str, optuna.distributions.FloatDistribution]:
+    return {name: optuna.distributions.FloatDistribution(d.low, d.high) for name, d in space.items()}
+
+
+def search_spaces(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
+    """Per method, the space of the spec's schedule on the spec's model (None: the schedule is not
+    searched). The preflight check builds the model, so a model that cannot take the dataset, or a
+    method or schedule that cannot handle it, is a SpecError before Ray starts."""
+    return preflight(spec)
 
 
 class StudyJournal:
@@ -115,7 +131,7 @@ class GroupedSearcher(Searcher):
         self,
         points: list[OperatingPoint],
         samples_per_point: int,
-        spaces: Mapping[str, dict] | None,  # method -> Optuna space; None: no search
+        spaces: Mapping[str, Mapping[str, Dimension]] | None,  # method -> its space; None: no search
         sampler: str,
         # method -> given proposal values: the first proposal of each study when searching (the
         # sensitivity scan's), the only proposal otherwise
@@ -140,14 +156,15 @@ class GroupedSearcher(Searcher):
         self._keep_range = keep_range
         # one sampler per point, seeded by the point's replicate seed and position; pickled with the
         # searcher so a resumed sweep continues their random streams
-        self._samplers = [SAMPLER_FACTORIES[sampler](p.seed * 1000 + i, samples_per_point) for i, p in enumerate(points)]
+        self._samplers = [SAMPLER_FACTORIES[sampler](p.seed * 1000 + i, samples_per_point, self.space(i) if spaces else {})
+                          for i, p in enumerate(points)]
         self._open: dict[int, optuna.Study] = {}
 
-    def space(self, index: int) -> dict:
+    def space(self, index: int) -> dict[str, Dimension]:
         point = self._points[index]
         space = dict(self._spaces[point.method])
         if point.frontier:
-            space[KEEP_PARAM] = optuna.distributions.FloatDistribution(*self._keep_range)
+            space[KEEP_PARAM] = Dimension(*self._keep_range)
         return space
 
     def study(self, index: int) -> optuna.Study:
@@ -161,8 +178,11 @@ class GroupedSearcher(Searcher):
                 directions=["maximize", "minimize"] if point.frontier else ["maximize"],
                 load_if_exists=True,
             )
-            if not study.trials and point.method in self._given:
-                study.enqueue_trial(self._given[point.method])
+            if not study.trials:  # the first proposal: the given one, else every dimension's start
+                starts = {name: d.start for name, d in self.space(index).items() if d.start is not None}
+                first = self._given.get(point.method) or starts
+                if first:
+                    study.enqueue_trial(first)
             # Trials the journal holds as running but no Tune trial owns were cut off by a driver
             # crash before Tune checkpointed them; Tune proposes afresh, so they failed.
             owned = {n for tid, n in self._number_of.items() if self._point_of[tid] == index}
@@ -182,7 +202,7 @@ class GroupedSearcher(Searcher):
         if self._spaces is None:
             proposal = Proposal(dict(self._given.get(point.method, {})))
         else:
-            trial = self.study(index).ask(self.space(index))
+            trial = self.study(index).ask(distributions(self.space(index)))
             self._number_of[trial_id] = trial.number
             values = dict(trial.params)
             keep = values.pop(KEEP_PARAM, None)

@@ -1,0 +1,85 @@
+"""Allocations as per-layer kept fractions, and their projection onto a budget in log space.
+
+An allocation gives each layer a kept fraction k_i. `project_keep` finds one scale c (in log
+space) so that the model pruned to keep_i(c) = clamp(k_i * exp(c), min_keep_i, 1) meets the budget
+on the measured resource, the largest such c (bisection: the resource rises monotonically with c),
+then gives single units back as every projection does. Used by `erk` (Erdős–Rényi-Kernel densities),
+`sensitivity` (the scan's safe kept fractions) and `searched` (a prior's kept fractions times
+exp(theta_i)): with no layer pinned at a bound the ratios between layers are kept exactly, and a
+layer can never be driven past its minimum keep.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch.nn as nn
+
+from ..prune import Layer, max_counts
+from .budget import Projection, ResourceFn, _check_reachable, give_back
+
+
+def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
+    """Kept fraction per layer of a plan of units removed."""
+    return {layer.name: 1 - removed[layer.name] / layer.units for layer in layers}
+
+
+def counts_at(layers: list[Layer], keep: Mapping[str, float], scale: float, caps: Mapping[str, int]) -> dict[str, int]:
+    """Units removed per layer when each keeps keep_i * exp(scale), at most 1 (caps: most removable)."""
+    removed = {}
+    for layer in layers:
+        kept = min(1.0, keep[layer.name] * math.exp(scale))
+        removed[layer.name] = min(caps[layer.name], max(0, math.floor((1 - kept) * layer.units + 1e-9)))
+    return removed
+
+
+def project_keep(
+    layers: list[Layer],
+    keep: Mapping[str, float],
+    resource_of: ResourceFn,
+    target: float,
+    *,
+    max_ratio: float,
+    tolerance: float = 0.01,
+    bisection_steps: int = 40,
+) -> Projection:
+    """The largest log-scale c whose plan keep_i * exp(c) (each layer within [1 - max_ratio, 1])
+    has a measured resource <= target; then single units given back (see module docstring)."""
+    bad = {name: k for name, k in keep.items() if not (k > 0 and math.isfinite(k))}
+    if bad:
+        raise ValueError(f"kept fractions must be positive and finite, got {bad}")
+    caps = max_counts(layers, max_ratio)
+    _check_reachable(resource_of(dict(caps)), target, max_ratio)
+    low = math.log(min(1 - max_ratio, 1.0) / max(keep[layer.name] for layer in layers)) - 1e-6  # all at their cap
+    high = math.log(1.0 / min(keep[layer.name] for layer in layers))  # every layer whole
+    if resource_of(counts_at(layers, keep, high, caps)) <= target:
+        low = high
+    for _ in range(bisection_steps):
+        if high - low <= 1e-7:
+            break
+        middle = (low + high) / 2
+        value = resource_of(counts_at(layers, keep, middle, caps))
+        if value <= target:
+            low = middle
+            if value >= target * (1 - tolerance):
+                break
+        else:
+            high = middle
+    removed = counts_at(layers, keep, low, caps)
+    if resource_of(removed) > target:  # the bisection's low end is the cap plan, which fits
+        removed = dict(caps)
+    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
+    units = {layer.name: layer.units for layer in layers}
+    return Projection(removed, {name: count / units[name] for name, count in removed.items()}, achieved, target)
+
+
+def erk_keep(model: nn.Module, layers: list[Layer]) -> dict[str, float]:
+    """Erdős–Rényi-Kernel (Evci et al. 2020): a layer's density proportional to the sum of its
+    weight's dimensions over their product, so small layers (first conv, classifier) stay dense."""
+    raw = {}
+    for layer in layers:
+        shape = model.get_submodule(layer.name).weight.shape
+        raw[layer.name] = sum(shape) / math.prod(shape)
+    top = max(raw.values())
+    return {name: value / top for name, value in raw.items()}
