@@ -390,3 +390,23 @@ def test_strategies_table_compares_schedules_at_equal_budgets_with_their_cost():
     assert table.loc["searched/tpe +screen", "epochs"] == 3 and table.loc["searched/tpe +screen", "trials"] == 3
     text = render(results, "strategies", "markdown")
     assert "resnet56 on cifar10, magnitude, budget 0.5 params:" in text and "| global | 91.00 ± 1.41 | 90.00 ± 1.41 |" in text
+
+
+def test_plot_draws_one_true_frontier_per_method_and_schedule(tmp_path):
+    """Schedules at the same budgets are separate lines (colour: method, style: schedule), each only
+    its non-dominated points; the old plot joined points of different schedules vertically."""
+    rows = []
+    for schedule, bonus in (("lamp", 0.02), ("uniform", 0.0)):
+        for keep, top1 in ((0.1, 0.80), (0.3, 0.88), (0.5, 0.86)):  # 0.5 is dominated by 0.3
+            rows.append({"schedule": schedule, "budget": keep, "params_keep": keep - 0.001 * (schedule == "lamp"),
+                         "top1": top1 + bonus})
+    figure = plot_frontiers(frame(*rows), str(tmp_path / "plot.png"))
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines() if not line.get_label().startswith("_")}
+    assert {"magnitude / lamp", "magnitude / uniform"} <= set(lines)
+    assert lines["magnitude / lamp"].get_color() == lines["magnitude / uniform"].get_color()
+    assert lines["magnitude / lamp"].get_linestyle() != lines["magnitude / uniform"].get_linestyle()
+    for label in ("magnitude / lamp", "magnitude / uniform"):
+        x, y = lines[label].get_xdata(), lines[label].get_ydata()
+        assert len(x) == 2  # the dominated point is a faint dot, not on the line
+        order = np.argsort(x)  # x is the compression ratio: more compression, less accuracy (monotone)
+        assert (np.diff(np.asarray(y)[order]) < 0).all()

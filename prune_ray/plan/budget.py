@@ -81,6 +81,32 @@ def plan(layers: list[Layer], weights: Mapping[str, float], scale: float, max_ra
     }
 
 
+def largest_fitting(plan_at: Callable[[float], dict[str, int]], fitting: float, missing: float, resource_of: ResourceFn,
+                    target: float, tolerance: float, steps: int = 40) -> dict[str, int]:
+    """Bisection on a monotone scale between a value whose plan fits the target and one whose plan
+    does not (either may be the larger): the plan nearest `missing` that still fits; it stops once a
+    plan is within `tolerance` below the target (more halving would only move single units)."""
+    for _ in range(steps):
+        if abs(missing - fitting) <= 1e-9 * max(1.0, abs(fitting)):
+            break
+        middle = (fitting + missing) / 2
+        value = resource_of(plan_at(middle))
+        if value <= target:
+            fitting = middle
+            if value >= target * (1 - tolerance):
+                break
+        else:
+            missing = middle
+    return plan_at(fitting)
+
+
+def finish(layers: list[Layer], removed: dict[str, int], resource_of: ResourceFn, target: float, tolerance: float) -> Projection:
+    """Give single units back (give_back) and report the projection."""
+    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
+    units = {layer.name: layer.units for layer in layers}
+    return Projection(removed, {name: count / units[name] for name, count in removed.items()}, achieved, target)
+
+
 def project(
     layers: list[Layer],
     weights: Mapping[str, float],
@@ -89,36 +115,20 @@ def project(
     *,
     max_ratio: float,
     tolerance: float = 0.01,
-    bisection_steps: int = 40,
 ) -> Projection:
     """Largest plan of the weights' shape whose resource is <= target (see module docstring)."""
     bad = {name: w for name, w in weights.items() if not (w > 0 and math.isfinite(w))}
     if bad:
         raise ValueError(f"shape weights must be positive and finite, got {bad}")
-    low, high = 0.0, 1.0 / min(weights[layer.name] for layer in layers)  # high: every layer at max
-    _check_reachable(resource_of(plan(layers, weights, high, max_ratio)), target, max_ratio)
-    if resource_of(plan(layers, weights, low, max_ratio)) <= target:
-        high = low  # nothing needs removing
-    for _ in range(bisection_steps):
-        if high - low <= 1e-9 * high:
-            break
-        middle = (low + high) / 2
-        value = resource_of(plan(layers, weights, middle, max_ratio))
-        if value <= target:
-            high = middle
-            if value >= target * (1 - tolerance):
-                break  # close enough: more halving would only move single units
-        else:
-            low = middle
-    removed = plan(layers, weights, high, max_ratio)
-    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
-    units = {layer.name: layer.units for layer in layers}
-    return Projection(
-        removed=removed,
-        ratios={name: count / units[name] for name, count in removed.items()},
-        resource=achieved,
-        target=target,
-    )
+    most = 1.0 / min(weights[layer.name] for layer in layers)  # every layer at max_ratio
+
+    def plan_at(scale: float) -> dict[str, int]:
+        return plan(layers, weights, scale, max_ratio)
+
+    _check_reachable(resource_of(plan_at(most)), target, max_ratio)
+    removed = plan_at(0.0) if resource_of(plan_at(0.0)) <= target else largest_fitting(
+        plan_at, most, 0.0, resource_of, target, tolerance)
+    return finish(layers, removed, resource_of, target, tolerance)
 
 
 def give_back(
@@ -195,6 +205,5 @@ def project_threshold(
     _check_reachable(resource_of(plan_at(len(merged))), target, max_ratio)
     fits = lambda position: resource_of(plan_at(position)) <= target  # noqa: E731
     removed = plan_at(0) if fits(0) else plan_at(_boundary(len(merged), 0, fits))
-    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
-    units = {layer.name: layer.units for layer in layers}
-    return Projection(removed, {n: c / units[n] for n, c in removed.items()}, achieved, target)
+    return finish(layers, removed, resource_of, target, tolerance)
+

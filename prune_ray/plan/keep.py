@@ -17,7 +17,7 @@ from typing import Mapping
 import torch.nn as nn
 
 from ..prune import Layer, max_counts
-from .budget import Projection, ResourceFn, _check_reachable, give_back
+from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting
 
 
 def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
@@ -42,7 +42,6 @@ def project_keep(
     *,
     max_ratio: float,
     tolerance: float = 0.01,
-    bisection_steps: int = 40,
 ) -> Projection:
     """The largest log-scale c whose plan keep_i * exp(c) (each layer within [1 - max_ratio, 1])
     has a measured resource <= target; then single units given back (see module docstring)."""
@@ -51,27 +50,15 @@ def project_keep(
         raise ValueError(f"kept fractions must be positive and finite, got {bad}")
     caps = max_counts(layers, max_ratio)
     _check_reachable(resource_of(dict(caps)), target, max_ratio)
-    low = math.log(min(1 - max_ratio, 1.0) / max(keep[layer.name] for layer in layers)) - 1e-6  # all at their cap
-    high = math.log(1.0 / min(keep[layer.name] for layer in layers))  # every layer whole
-    if resource_of(counts_at(layers, keep, high, caps)) <= target:
-        low = high
-    for _ in range(bisection_steps):
-        if high - low <= 1e-7:
-            break
-        middle = (low + high) / 2
-        value = resource_of(counts_at(layers, keep, middle, caps))
-        if value <= target:
-            low = middle
-            if value >= target * (1 - tolerance):
-                break
-        else:
-            high = middle
-    removed = counts_at(layers, keep, low, caps)
-    if resource_of(removed) > target:  # the bisection's low end is the cap plan, which fits
-        removed = dict(caps)
-    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
-    units = {layer.name: layer.units for layer in layers}
-    return Projection(removed, {name: count / units[name] for name, count in removed.items()}, achieved, target)
+    at_caps = math.log((1 - max_ratio) / max(keep[layer.name] for layer in layers)) - 1e-6  # every layer at its cap
+    whole = math.log(1.0 / min(keep[layer.name] for layer in layers))  # every layer whole
+
+    def plan_at(scale: float) -> dict[str, int]:
+        return counts_at(layers, keep, scale, caps)
+
+    removed = plan_at(whole) if resource_of(plan_at(whole)) <= target else largest_fitting(
+        plan_at, at_caps, whole, resource_of, target, tolerance)
+    return finish(layers, removed, resource_of, target, tolerance)
 
 
 def erk_keep(model: nn.Module, layers: list[Layer]) -> dict[str, float]:
