@@ -28,9 +28,18 @@ def cnn(trained_cnn):
     return copy.deepcopy(trained_cnn)
 
 
+def _weight(item) -> int:
+    if "ray" in item.keywords:
+        return 0
+    return 1 if "test_methods_on_models" in item.nodeid else 2
+
+
 def pytest_collection_modifyitems(config, items):
     """Tiers: everything that starts Ray (marker `ray`) is also `slow`, so `pytest -m "not slow"` is
-    the fast tier; `gpu` tests are skipped without a CUDA device."""
+    the fast tier; `gpu` tests are skipped without a CUDA device. Ray files and the method x model
+    matrix are collected first (a stable sort keeps each file together), so the two xdist workers
+    start with the long files and share out the short ones at the end."""
+    items.sort(key=_weight)
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
         if "ray" in item.keywords:
