@@ -102,3 +102,22 @@ def test_rows_left_running_are_settled_as_stopped_or_failed(tmp_path):
     assert frame.loc["stopped", "finetune_epochs"] == 2 and frame.loc["stopped", "top1_pruned"] == 0.7
     assert frame.loc["dead", "status"] == "failed" and frame.loc["dead", "error"] == "RuntimeError: node died"
     assert frame.loc["done", "status"] == "ok" and frame.loc["done", "top1"] == 0.95
+
+
+def test_the_summary_tells_frontier_searches_from_per_layer_fixed_ratios(tmp_path, capsys):
+    """Both have no budget and no single ratio; only a frontier search has a sampler."""
+    from prune_ray.results.summary import summarize
+
+    base = {"status": "ok", "method": "magnitude", "granularity": "unstructured", "budget_metric": "params",
+            "top1": 0.9, "top1_pruned": 0.5, "baseline_top1": 0.95, "params_keep": 0.5, "macs_keep": 1.0,
+            "prune_steps": 1, "stage": "single", "error": None, "speedup_measured": 1.0}
+    mapped = pd.DataFrame([{**base, "trial_id": "m", "schedule": "fixed", "sampler": None, "budget": None, "ratio": None,
+                            "layer_ratios": [0.5, 0.0]}])
+    assert summarize(mapped, "uri", 1.0) == 0
+    assert "best row per budget and method" in capsys.readouterr().out
+    searched = pd.DataFrame([{**base, "trial_id": t, "schedule": "searched", "sampler": "nsga2", "budget": None,
+                              "ratio": None, "params_keep": keep, "top1": top1, "layer_ratios": [0.1, 0.2]}
+                             for t, keep, top1 in (("a", 0.3, 0.8), ("b", 0.5, 0.9), ("c", 0.6, 0.85))])
+    assert summarize(searched, "uri", 1.0) == 0
+    out = capsys.readouterr().out
+    assert "non-dominated rows" in out and " c " not in out.split("non-dominated rows")[1]  # c is dominated by b

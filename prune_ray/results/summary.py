@@ -52,8 +52,9 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
     number = lambda value: f"{value:.4f}"  # noqa: E731
     ok = ok.astype({"budget_metric": object, "granularity": object, "schedule": object})
     ok = ok.assign(keep=resource_keep(ok), point_detail=point_detail(ok, ok))
-    frontier = ok[ok["budget"].isna() & ok["ratio"].isna()]
-    if len(frontier):  # no budget and no ratio: a frontier search's rows
+    # no budget and no ratio, and a sampler (per-layer fixed ratio mappings have none): a frontier search
+    frontier = ok[ok["budget"].isna() & ok["ratio"].isna() & ok["sampler"].notna()]
+    if len(frontier):
         front = pareto_front(frontier, accuracy_column="top1", by=["method"])
         print("[prune-ray] non-dominated rows (top-1 against resource kept):")
         print(front[["method", *columns]].to_string(index=False, float_format=number))

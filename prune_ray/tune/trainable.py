@@ -65,7 +65,9 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
     row's key figures."""
     torch.set_num_threads(max(1, int(context.spec.resources.cpu)))
     trial_id = tune.get_context().get_trial_id()
-    runtime = Runtime(ray.util.get_node_ip_address(), ray.__version__, candidate_executor(context.spec))
+    spec = context.spec
+    executor = candidate_executor(spec) if get_schedule(spec.schedule).extra_bundles(spec) else None
+    runtime = Runtime(ray.util.get_node_ip_address(), ray.__version__, executor)
     row = run_trial(config["trial"], context, trial_id, report=tune.report, runtime=runtime)
     failed = row["status"] == "failed"
     tune.report(
