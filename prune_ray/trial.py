@@ -302,6 +302,15 @@ class TrialRun:
         return self.row
 
 
+def search_score(spec: SweepSpec, config: TrialConfig, row: dict[str, Any]) -> float:
+    """What a search (and the final stage's ranking) learns from a finished trial: its validation
+    top-1; for a BatchNorm screen without fine-tuning, its accuracy after recalibration. 0 if failed."""
+    if row["status"] == "failed":
+        return 0.0
+    screening_bn = config.stage == "screen" and spec.search.screen_bn and finetune_recipe(spec, "screen").epochs == 0
+    return row["top1_pruned_bn"] if screening_bn and row.get("top1_pruned_bn") is not None else row["top1"]
+
+
 def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report: Reporter = lambda metrics: None,
               runtime: Runtime = Runtime()) -> dict[str, Any]:
     """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""

@@ -1,7 +1,15 @@
 import copy
+import os
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the machine's two cores: one thread per process (this worker, and the Ray
+    # workers and CLI subprocesses it starts, which inherit the variable), or OpenMP threads of
+    # several processes spin against each other.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 from prune_ray.data import load_dataset
 from prune_ray.models import create_model

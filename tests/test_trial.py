@@ -8,7 +8,7 @@ from prune_ray.points import OperatingPoint, Proposal, TrialConfig
 from prune_ray.results import read_epochs, read_results
 from prune_ray.spec import SweepSpec
 from prune_ray.train import TrainRecipe
-from prune_ray.trial import TrialContext, run_trial
+from prune_ray.trial import TrialContext, run_trial, search_score
 
 
 def small_spec(tmp_path, **changes) -> SweepSpec:
@@ -71,3 +71,17 @@ def test_iterative_trials_write_their_row_and_curve(tmp_path, iterative, steps):
     assert list(epochs["epoch"]) == list(range(fine_tuned + 1)) and len(reports) == fine_tuned
     assert epochs["top1"].iloc[0] == row["top1_pruned"]  # epoch 0: after the last pruning step
     assert 0.3 * 0.98 <= row["params_keep"] <= 0.3
+
+
+def test_a_batchnorm_screen_scores_the_recalibrated_accuracy_and_keeps_the_model_as_pruned(tmp_path):
+    """screen_bn with no fine-tuning: the row's top1 is the model exactly as pruned (nothing is
+    changed without retraining) and the search learns top1_pruned_bn; any other trial scores top1."""
+    spec = dataclasses.replace(small_spec(tmp_path), search=dataclasses.replace(SweepSpec().search, screen_bn=True))
+    screen = dataclasses.replace(trial_config("magnitude", 0.1), stage="screen")
+    row = run_trial(screen, TrialContext(spec, "s", {}, None), "t1")
+    assert row["status"] == "ok" and row["finetune_epochs"] == 0
+    assert row["top1"] == row["top1_pruned"] and row["top1_pruned_bn"] > row["top1_pruned"]
+    assert search_score(spec, screen, row) == row["top1_pruned_bn"]
+    final = dataclasses.replace(screen, stage="final")
+    assert search_score(spec, final, {**row, "top1": 0.5}) == 0.5
+    assert search_score(spec, final, {**row, "status": "failed"}) == 0.0

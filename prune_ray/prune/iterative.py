@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -76,14 +77,20 @@ class FineTune:
 
 
 def evaluate_pruned(model: nn.Module, tuning: FineTune) -> None:
-    """Tell tuning.on_pruned the accuracy right after pruning, then recalibrate BatchNorm (EagleEye)
-    and tell the accuracy after that too; without BatchNorm the two are one."""
+    """Tell tuning.on_pruned the accuracy right after pruning, and after BatchNorm recalibration
+    (EagleEye); without BatchNorm the two are one. The model itself is recalibrated only when
+    fine-tuning follows (it starts from the new statistics); with no fine-tuning a copy is, so a
+    recipe that prunes without retraining reports its model exactly as pruned."""
     data = tuning.data
     top1, top5 = evaluate(model, data.val_x, data.val_y)
+    if tuning.recalibration is None:
+        tuning.on_pruned(top1, top5, None)
+        return
+    recalibrated = model if tuning.recipe.epochs > 0 else copy.deepcopy(model)
     top1_bn = top1
-    if tuning.recalibration is not None and recalibrate_batchnorm(model, tuning.recalibration):
-        top1_bn, _ = evaluate(model, data.val_x, data.val_y)
-    tuning.on_pruned(top1, top5, top1_bn if tuning.recalibration is not None else None)
+    if recalibrate_batchnorm(recalibrated, tuning.recalibration):
+        top1_bn, _ = evaluate(recalibrated, data.val_x, data.val_y)
+    tuning.on_pruned(top1, top5, top1_bn)
 
 
 def prune_and_finetune(

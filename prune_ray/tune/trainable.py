@@ -17,7 +17,7 @@ from ..plan.netadapt import Candidate, CandidateOutcome, ShortTune, short_tune_c
 from ..prune import get_method
 from ..spec import SweepSpec
 from ..train import TrainRecipe
-from ..trial import Runtime, TrialContext, calibration_of, run_trial, trial_data, trial_device
+from ..trial import Runtime, TrialContext, calibration_of, run_trial, search_score, trial_data, trial_device
 
 
 def trial_resources(spec: SweepSpec) -> tune.PlacementGroupFactory:
@@ -69,10 +69,9 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
     executor = candidate_executor(spec) if get_schedule(spec.schedule).extra_bundles(spec) else None
     runtime = Runtime(ray.util.get_node_ip_address(), ray.__version__, executor)
     row = run_trial(config["trial"], context, trial_id, report=tune.report, runtime=runtime)
-    failed = row["status"] == "failed"
     tune.report(
         {
-            "top1": 0.0 if failed else row["top1"],
+            "top1": search_score(spec, config["trial"], row),
             "top1_pruned": row.get("top1_pruned"),
             "params_keep": row.get("params_keep"),
             "macs_keep": row.get("macs_keep"),
