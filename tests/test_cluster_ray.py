@@ -11,7 +11,7 @@ from optuna.storages.journal import JournalFileBackend
 from loopback_cluster import LoopbackCluster
 from prune_ray.results import read_results
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("loopback-cluster")]
 SWEEP = [sys.executable, "-m", "prune_ray.sweep"]
 SPEC = """
 name: cluster

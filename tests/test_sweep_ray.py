@@ -5,7 +5,7 @@ import pytest
 from fixtures import run_sweep_cli as sweep
 from prune_ray.results import read_epochs, read_results
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("cli-sweeps")]  # one process: a module-scoped sweep
 
 SPEC = """
 name: it
