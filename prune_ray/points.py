@@ -19,9 +19,6 @@ from .plan import Proposal, get_schedule
 if TYPE_CHECKING:
     from .spec import SweepSpec
 
-STAGES = ("single", "screen", "final")
-
-
 @dataclass(frozen=True)
 class OperatingPoint:
     """Trials of one operating point are compared with each other, never across points."""
@@ -55,7 +52,7 @@ class TrialConfig:
 
     point: OperatingPoint
     proposal: Proposal = Proposal()
-    stage: str = "single"  # one of STAGES
+    stage: str = "single"  # "single", or "screen" / "final" of a two-stage search
 
     @property
     def target_keep(self) -> float | None:

@@ -27,7 +27,7 @@ from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
 from .measure import Measurement, measure
-from .plan import Dimension, PlanOptions, Subject, get_schedule
+from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
 from .prune import Calibration, UnsupportedModelError, get_method
@@ -228,7 +228,7 @@ class TrialRun:
             write_steps(self.storage, self.context.sweep, schedule.name, self.trial_id, self.adapted.trace)
         else:
             point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
-            self.removed = schedule.plan(self.subject, point, config.proposal, PlanOptions.of(self.spec))
+            self.removed = plan_removal(schedule.name, self.subject, point, config.proposal, PlanOptions.of(self.spec))
         self.row["time_prune_s"] = time.perf_counter() - began
 
     def short_tunes(self, recipe: TrainRecipe) -> ShortTune:

@@ -20,7 +20,13 @@ from prune_ray.tune import search
 from prune_ray.tune.asha import GroupedASHA
 from prune_ray.tune.cluster import fit_to_local_machine
 from prune_ray.plan import Dimension
-from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJournal, distributions, shape_space
+from prune_ray.plan.schedules import shape_key
+from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJournal, distributions
+
+
+def shape_space(num_layers: int, min_weight: float) -> dict[str, Dimension]:
+    """One shape weight per layer in [min_weight, 1], as conv_fc's space is built."""
+    return {shape_key(i): Dimension(min_weight, 1.0) for i in range(num_layers)}
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

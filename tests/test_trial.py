@@ -36,7 +36,7 @@ def test_trial_writes_a_row_that_meets_its_budget(tmp_path, method, budget):
     keep = got["params_keep"] if method == "magnitude" else got["macs_keep"]
     assert budget * 0.98 <= keep <= budget
     assert got["layer_ratios"][0] < got["layer_ratios"][1]  # the proposal was followed
-    assert 0 <= got["top1_pruned"] <= got["top1_pruned_bn"] + 0.5 and got["top1_pruned_bn"] is not None
+    assert got["top1_pruned_bn"] is not None and 0 <= got["top1_pruned_bn"] <= 1  # digits_cnn has BatchNorm
     assert 0 <= got["top1_pruned"] <= 1 and 0 <= got["top1"] <= 1
     epochs = read_epochs(str(tmp_path), "s")
     assert list(epochs["epoch"]) == [0, 1, 2]

@@ -55,6 +55,12 @@ def measured_resource_fn(
     return resource_of
 
 
+def positive_finite(values: Mapping[str, float], what: str) -> None:
+    bad = {name: v for name, v in values.items() if not (v > 0 and math.isfinite(v))}
+    if bad:
+        raise ValueError(f"{what} must be positive and finite, got {bad}")
+
+
 def _check_reachable(floor: float, target: float, max_ratio: float) -> None:
     if floor > target:
         raise BudgetUnreachableError(
@@ -117,9 +123,7 @@ def project(
     tolerance: float = 0.01,
 ) -> Projection:
     """Largest plan of the weights' shape whose resource is <= target (see module docstring)."""
-    bad = {name: w for name, w in weights.items() if not (w > 0 and math.isfinite(w))}
-    if bad:
-        raise ValueError(f"shape weights must be positive and finite, got {bad}")
+    positive_finite(weights, "shape weights")
     most = 1.0 / min(weights[layer.name] for layer in layers)  # every layer at max_ratio
 
     def plan_at(scale: float) -> dict[str, int]:

@@ -17,7 +17,7 @@ from typing import Mapping
 import torch.nn as nn
 
 from ..prune import Layer, max_counts
-from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting
+from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting, positive_finite
 
 
 def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
@@ -45,9 +45,7 @@ def project_keep(
 ) -> Projection:
     """The largest log-scale c whose plan keep_i * exp(c) (each layer within [1 - max_ratio, 1])
     has a measured resource <= target; then single units given back (see module docstring)."""
-    bad = {name: k for name, k in keep.items() if not (k > 0 and math.isfinite(k))}
-    if bad:
-        raise ValueError(f"kept fractions must be positive and finite, got {bad}")
+    positive_finite(keep, "kept fractions")
     caps = max_counts(layers, max_ratio)
     _check_reachable(resource_of(dict(caps)), target, max_ratio)
     at_caps = math.log((1 - max_ratio) / max(keep[layer.name] for layer in layers)) - 1e-6  # every layer at its cap

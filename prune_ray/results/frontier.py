@@ -63,6 +63,12 @@ def usable_rows(results: pd.DataFrame, include_screen: bool = False) -> pd.DataF
     return rows
 
 
+def frontier_search(rows: pd.DataFrame) -> pd.Series:
+    """Rows of a frontier search: no budget, no single ratio, and a sampler (per-layer fixed ratio
+    mappings have neither budget nor ratio, but no sampler: only searched schedules record one)."""
+    return rows["budget"].isna() & rows["ratio"].isna() & rows["sampler"].notna()
+
+
 def point_detail(results: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
     """What else makes a point, where budget and ratio are both null: each trial of a frontier
     search (it proposes its own kept fraction) is a point of its own, named by its trial id; fixed
@@ -70,8 +76,8 @@ def point_detail(results: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
     not depend on the seed. Null for every other row."""
     detail = pd.Series(None, index=results.index, dtype=object)
     no_point = (rows["budget"].isna() & rows["ratio"].isna()).to_numpy(bool)
-    searched = rows["sampler"].notna().to_numpy(bool)  # only searched schedules record a sampler
-    frontier, mapped = no_point & searched, no_point & ~searched
+    frontier = frontier_search(rows).to_numpy(bool)
+    mapped = no_point & ~frontier
     if "trial_id" in results:
         detail[frontier] = results["trial_id"].astype(object)[frontier]
     if "layer_ratios" in results:

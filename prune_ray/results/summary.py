@@ -8,7 +8,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from .frontier import pareto_front, point_detail, resource_keep
+from .frontier import frontier_search, pareto_front, point_detail, resource_keep
 from .parquet import read_trial, write_trial
 from .storage import Storage
 
@@ -52,8 +52,7 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
     number = lambda value: f"{value:.4f}"  # noqa: E731
     ok = ok.astype({"budget_metric": object, "granularity": object, "schedule": object})
     ok = ok.assign(keep=resource_keep(ok), point_detail=point_detail(ok, ok))
-    # no budget and no ratio, and a sampler (per-layer fixed ratio mappings have none): a frontier search
-    frontier = ok[ok["budget"].isna() & ok["ratio"].isna() & ok["sampler"].notna()]
+    frontier = ok[frontier_search(ok)]
     if len(frontier):
         front = pareto_front(frontier, accuracy_column="top1", by=["method"])
         print("[prune-ray] non-dominated rows (top-1 against resource kept):")

@@ -27,7 +27,6 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from ..plan import Dimension
-from ..plan.schedules import shape_key
 from ..points import OperatingPoint, Proposal, TrialConfig
 from ..results.storage import open_storage
 from ..spec import SweepSpec
@@ -69,11 +68,6 @@ JOURNAL = "optuna.journal"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per point is noise
 # TPE's multivariate/group and the GP sampler are chosen knowingly: their "experimental" notes are noise
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def shape_space(num_layers: int, min_weight: float) -> dict[str, Dimension]:
-    """One shape weight per layer in [min_weight, 1] (tests and conv_fc-like spaces)."""
-    return {shape_key(i): Dimension(min_weight, 1.0) for i in range(num_layers)}
 
 
 def distributions(space: Mapping[str, Dimension]) -> dict[str, optuna.distributions.FloatDistribution]:
