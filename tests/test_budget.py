@@ -6,6 +6,7 @@ import pytest
 from prune_ray.plan.budget import BudgetUnreachableError, measured_resource_fn, project
 from prune_ray.measure import resource
 from prune_ray.prune import Calibration, get_method, list_methods
+from prune_ray.prune.unstructured import nonzero_removed_counter
 
 
 def random_weights(layers, rng: random.Random) -> dict[str, float]:
@@ -60,3 +61,30 @@ def test_budget_one_prunes_nothing(cnn, digits):
         baseline, max_ratio=spec.max_ratio,
     )
     assert set(projection.removed.values()) == {0}
+
+
+COUNTED = ["magnitude", "magnitude_global", "conv_fc"]  # mask the smallest magnitudes first
+
+
+def test_only_the_magnitude_masks_are_counted(cnn):
+    unstructured = [m for m in list_methods() if get_method(m).granularity == "unstructured"]
+    assert {m for m in unstructured if nonzero_removed_counter(cnn, get_method(m)) is not None} == set(COUNTED)
+    assert "random" in unstructured  # chooses at random: measured on a copy
+
+
+@pytest.mark.parametrize("method", COUNTED)
+def test_counted_nonzero_params_equal_the_really_pruned_copys(method, cnn, digits):
+    """The magnitude masks' resource is counted, not measured (budget.measured_resource_fn): the
+    count must equal a pruned copy's, exact zeros in the weights included (they are masked first)."""
+    spec = get_method(method)
+    model = copy.deepcopy(cnn)
+    first = next(m for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 4)
+    first.weight.data.view(-1)[:7] = 0.0  # exact zeros: a removal smaller than 7 removes no nonzero weight there
+    x = digits.example_inputs(1)
+    layers = spec.layers(model, x)
+    resource_of = measured_resource_fn(model, spec, x, "params")
+    calibration = Calibration(digits.train_x[:64], digits.train_y[:64])
+    for fraction in (0.0, 0.001, 0.3, 0.9):
+        removed = {layer.name: int(fraction * layer.units) for layer in layers}
+        pruned = spec.prune(copy.deepcopy(model), removed, calibration)
+        assert resource_of(removed) == resource(pruned, x, "params"), (fraction, removed)

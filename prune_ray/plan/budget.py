@@ -5,8 +5,10 @@ floor(max_ratio * min(1, s * w_i) * units_i) units from layer i, and `project` f
 scale s whose plan keeps the resource at most the target (bisection on s, the resource falling
 monotonically with s). Channel counts are coarse steps, so a greedy pass then gives back single
 units, largest fitting step first, until the resource is within `tolerance` below the target.
-The resource is always measured on a really pruned copy of the model, never assumed from ratios:
-removing a fraction p of channels removes about 1-(1-p)^2 of a conv's MACs.
+The resource is measured on a really pruned copy of the model, never assumed from ratios:
+removing a fraction p of channels removes about 1-(1-p)^2 of a conv's MACs. One exception is exact
+and cheap: the nonzero parameters a magnitude mask leaves are counted from the weights
+(`nonzero_removed_counter`); the trial measures the pruned model itself against the budget anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.nn as nn
 
 from ..measure import resource
 from ..prune import Calibration, Layer, PruningMethod, max_counts
+from ..prune.unstructured import nonzero_removed_counter
 
 ResourceFn = Callable[[Mapping[str, int]], float]  # units removed per layer -> absolute resource
 
@@ -40,7 +43,12 @@ class Projection:
 def measured_resource_fn(
     model: nn.Module, method: PruningMethod, example_inputs: torch.Tensor, metric: str
 ) -> ResourceFn:
-    """Resource of `model` pruned by `method` with the given counts, measured on a pruned copy."""
+    """Resource of `model` pruned by `method` with the given counts, measured on a pruned copy
+    (counted, for the nonzero parameters a magnitude mask leaves)."""
+    counter = nonzero_removed_counter(model, method) if metric == "params" else None
+    if counter is not None:
+        dense = resource(model, example_inputs, metric)
+        return lambda removed: dense - counter(removed)
     cache: dict[tuple[tuple[str, int], ...], float] = {}
     prune = method.shape_prune or method.prune  # same shapes and counts, no gradients or decompositions
     calibration = Calibration(example_inputs)

@@ -82,10 +82,11 @@ def _unstructured(name: str, paper: str, ratio_meaning: str, layers, prune: Prun
                     max_ratio=MAX_RATIO, records_thresholds=records_thresholds)(prune)
 
 
+_by_magnitude = _each_layer(torch_prune.l1_unstructured)
 _unstructured(
     "magnitude", "Han et al. 2015, Learning both Weights and Connections",
     "fraction of each conv/linear layer's weights masked, smallest magnitude first",
-    weight_layers, _each_layer(torch_prune.l1_unstructured), records_thresholds=True,
+    weight_layers, _by_magnitude, records_thresholds=True,
 )
 _unstructured(
     "magnitude_global", "Han et al. 2015; global threshold as in Frankle & Carbin 2019",
@@ -102,6 +103,31 @@ _unstructured(
     "fraction of each conv/linear layer's weights masked at random (seeded by torch)",
     weight_layers, _each_layer(torch_prune.random_unstructured), records_thresholds=False,
 )
+
+
+def nonzero_removed_counter(model: nn.Module, method: PruningMethod) -> Callable[[Mapping[str, int]], int] | None:
+    """How many nonzero weights a plan of `method` masks in `model`, counted without pruning a copy.
+
+    The magnitude methods mask the smallest |w| of a layer (or pool) first, so its exact zeros go
+    first: removing r weights from a layer holding z zeros removes max(0, r - z) nonzero ones. None
+    for a method that chooses otherwise (random) or a model already masked: measure those on a copy.
+    """
+    if any(hasattr(module, "weight_mask") for module in model.modules()):
+        return None
+    if method.prune is _by_magnitude:
+        modules_of = lambda name: [model.get_submodule(name)]  # noqa: E731
+    elif method.prune is _pooled:
+        modules_of = lambda name: _modules_of(model, POOLS[name])  # noqa: E731
+    else:
+        return None
+    zeros: dict[str, int] = {}
+
+    def removed_nonzero(removed: Mapping[str, int]) -> int:
+        for name in removed.keys() - zeros.keys():
+            zeros[name] = sum(int((module.weight == 0).sum()) for module in modules_of(name))
+        return sum(max(0, int(count) - zeros[name]) for name, count in removed.items())
+
+    return removed_nonzero
 
 
 def magnitude_thresholds(model: nn.Module) -> tuple[float | None, float | None]:
