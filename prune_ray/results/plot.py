@@ -69,11 +69,50 @@ def _legend_beside(axes) -> None:
     axes[1].legend(entries.values(), entries.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
+def _draw_lines(axes, points: pd.DataFrame, rows: pd.DataFrame, colours: dict, styles: dict) -> list[float]:
+    """One line per (method, schedule) on both panels: the method as colour, the schedule as line
+    style. Returns the accuracies drawn."""
+    schedules = list(styles)
+    shown = []
+    for method, colour in colours.items():
+        for schedule in (schedules or [None]):
+            of_point = (points["method"] == method) & (points["schedule"].eq(schedule) if schedule else True)
+            of_trial = (rows["method"] == method) & (rows["schedule"].eq(schedule) if schedule else True)
+            mine, trials = points[of_point], rows[of_trial]
+            if mine.empty:
+                continue
+            label, style = (f"{method} / {schedule}" if len(schedules) > 1 else method), styles.get(schedule, "-")
+            shown += _draw_method(axes[0], mine, trials, "params_keep", lambda keep: 1 / keep, colour, label, style)
+            shown += _draw_method(axes[1], mine, trials, "macs_keep", lambda keep: keep, colour, label, style)
+    return shown
+
+
+def _frame(axes, model: str, dataset: str, baseline: float, shown: list[float]) -> None:
+    """Baseline line, accuracy limits, scales, labels and titles of one (model, dataset) row."""
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in axes:
+        if not math.isnan(baseline):
+            axis.axhline(baseline, color="grey", linestyle="--", linewidth=0.8, label="baseline (this sweep)")
+        if shown:
+            axis.set_ylim(*_accuracy_limits(shown))
+        axis.set_ylabel("top-1 (%)")
+        axis.grid(alpha=0.3)
+    _legend_beside(axes)
+    axes[0].set_xscale("log")
+    # plain 1, 2, 5, 10 rather than 2x10^0; minor labels only at 2, 3 and 5 so wide ranges stay legible
+    axes[0].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes[0].xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "235" else ""))
+    axes[0].set_xlabel("compression ratio (x) = baseline params / nonzero params")
+    axes[1].set_xlabel("MACs kept (fraction of baseline)")
+    axes[0].set_title(f"{model} on {dataset}: accuracy vs compression")
+    axes[1].set_title(f"{model} on {dataset}: accuracy vs MACs kept")
+
+
 def plot_frontiers(results: pd.DataFrame, path: str, literature: pd.DataFrame | None = None, include_screen: bool = False):
     """Write a PNG: per (model, dataset), top-1 against parameter compression and against MACs kept.
     Returns the matplotlib Figure (tests inspect it)."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no GUI backend
-    from matplotlib.ticker import FuncFormatter
 
     literature = load_literature() if literature is None else literature
     rows, points = usable_rows(results, include_screen), point_summary(results, include_screen)
@@ -88,37 +127,11 @@ def plot_frontiers(results: pd.DataFrame, path: str, literature: pd.DataFrame | 
     for (model, dataset), axes in zip(pairs, grid):
         here = (points["model"] == model) & (points["dataset"] == dataset)
         trials_here = (rows["model"] == model) & (rows["dataset"] == dataset)
-        shown = []  # accuracies that must be visible
-        # one line per (method, schedule): the method as colour, the schedule as line style
-        for method, colour in colours.items():
-            for schedule in (schedules or [None]):
-                of_point = here & (points["method"] == method) & (points["schedule"].eq(schedule) if schedule else True)
-                of_trial = trials_here & (rows["method"] == method) & (rows["schedule"].eq(schedule) if schedule else True)
-                mine, trials = points[of_point], rows[of_trial]
-                if mine.empty:
-                    continue
-                label, style = (f"{method} / {schedule}" if len(schedules) > 1 else method), styles.get(schedule, "-")
-                shown += _draw_method(axes[0], mine, trials, "params_keep", lambda keep: 1 / keep, colour, label, style)
-                shown += _draw_method(axes[1], mine, trials, "macs_keep", lambda keep: keep, colour, label, style)
+        shown = _draw_lines(axes, points[here], rows[trials_here], colours, styles)
         shown += _draw_literature(axes, literature_points(literature, model, dataset))
         baseline = 100 * rows.loc[trials_here, "baseline_top1"].mean()
         shown += [] if math.isnan(baseline) else [baseline]
-        for axis in axes:
-            if not math.isnan(baseline):
-                axis.axhline(baseline, color="grey", linestyle="--", linewidth=0.8, label="baseline (this sweep)")
-            if shown:
-                axis.set_ylim(*_accuracy_limits(shown))
-            axis.set_ylabel("top-1 (%)")
-            axis.grid(alpha=0.3)
-        _legend_beside(axes)
-        axes[0].set_xscale("log")
-        # plain 1, 2, 5, 10 rather than 2x10^0; minor labels only at 2, 3 and 5 so wide ranges stay legible
-        axes[0].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axes[0].xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "235" else ""))
-        axes[0].set_xlabel("compression ratio (x) = baseline params / nonzero params")
-        axes[1].set_xlabel("MACs kept (fraction of baseline)")
-        axes[0].set_title(f"{model} on {dataset}: accuracy vs compression")
-        axes[1].set_title(f"{model} on {dataset}: accuracy vs MACs kept")
+        _frame(axes, model, dataset, baseline, shown)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return figure
