@@ -185,3 +185,29 @@ def test_a_missing_model_is_an_error_naming_it(tmp_path):
     with pytest.raises(ArtifactError) as error:
         load_pruned(str(tmp_path / "nothing"))
     _one_line_naming(error, "plan.json")
+
+
+def test_best_keeps_each_operating_points_pick_and_deletes_the_rest(tmp_path):
+    """Three trials of one operating point (different searched shapes) and one of another: 'best'
+    keeps the best top-1 of the first and the only trial of the second."""
+    from prune_ray.artifacts.retention import keep_best
+    from prune_ray.points import Proposal
+    from prune_ray.results.storage import open_storage
+
+    spec = spec_for(tmp_path, "digits_cnn", schedule="searched")
+    context = TrialContext(spec, "s", {}, None)
+    shapes = [{"t000": 1.0, "t001": -1.0}, {"t000": -1.0, "t001": 1.0}, {}]
+    for index, shape in enumerate(shapes):
+        run_trial(TrialConfig(OperatingPoint(0.5, "l1_filter", 0), Proposal(shape)), context, f"a{index}")
+    run_trial(TrialConfig(OperatingPoint(0.5, "magnitude", 0)), context, "b0")
+    before = read_results(str(tmp_path), "s")
+    assert (before["status"] == "ok").all() and before["model_uri"].notna().all()
+    structured = before[before["method"] == "l1_filter"].sort_values(["top1", "macs_keep"], ascending=[False, True])
+    best = structured["trial_id"].iloc[0]
+
+    assert keep_best(open_storage(str(tmp_path)), "s") == (2, 2)
+    assert sorted(os.listdir(tmp_path / "s" / "models")) == sorted([best, "b0"])
+    after = read_results(str(tmp_path), "s").set_index("trial_id")
+    assert set(after.index[after["model_uri"].notna()]) == {best, "b0"}
+    for trial_id in after.index[after["model_uri"].notna()]:
+        assert load_pruned(after.loc[trial_id, "model_uri"])  # what stays loads

@@ -27,7 +27,7 @@ FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only 
 
 REQUIRED_COLUMNS = ("model", "dataset", "method", "status", "top1")
 STRING_COLUMNS = (
-    "sweep", "status", "model", "dataset", "method", "granularity", "schedule", "sampler", "budget_metric", "iterative",
+    "sweep", "trial_id", "model_uri", "status", "model", "dataset", "method", "granularity", "schedule", "sampler", "budget_metric", "iterative",
     "stage",
 )
 NUMBER_COLUMNS = (
