@@ -25,7 +25,7 @@ import torch
 
 from . import __version__
 from .artifacts import ModelRecipe, save_pruned
-from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
+from .baseline import Baseline, BaselineConfig, BaselineStore, CorruptCheckpointError, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
 from .measure import Measurement, measure
 from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
@@ -82,18 +82,20 @@ def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
 
 
 def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
-    """Build the spec's model on its data and check every method and the schedule against it,
-    before Ray starts (SpecError, one line). Returns per method the values a search proposes per
+    """Build the spec's model on its data (and load baseline.checkpoint into it, if named) and check
+    every method and the schedule against it, before Ray starts (SpecError, one line). Returns per method the values a search proposes per
     trial, or None when the schedule is not searched."""
     data = load_dataset(spec.dataset, spec.data)
     schedule = get_schedule(spec.schedule)
     try:
         probe = build_model(baseline_config(spec, spec.seeds[0]), data)
+        if spec.baseline.checkpoint:  # missing, unreadable or not this model's: one line naming the file
+            load_checkpoint_file(probe, spec.baseline.checkpoint)
         example = data.example_inputs(1)
         methods = {name: get_method(name) for name in spec.methods}
         subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0)
                     for name, m in methods.items()}
-    except UnsupportedModelError as error:
+    except (UnsupportedModelError, CorruptCheckpointError) as error:
         raise SpecError(str(error)) from None
     except (ValueError, RuntimeError) as error:
         raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
