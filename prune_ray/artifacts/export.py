@@ -63,7 +63,7 @@ def _onnx(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) ->
     export_onnx(model, inputs, path)
     check = check_onnx(path, model, inputs)
     notes = [f"onnxruntime: max |difference| from PyTorch {check.max_abs_diff:.2e} on a batch of {check.batch} "
-             f"(tolerance {ONNX_ATOL:g}); latency {check.latency_ms:.3f} ms per batch (median, CPU)"]
+             f"(outputs up to {check.max_abs_output:.3g}; tolerance {ONNX_ATOL:g}); latency {check.latency_ms:.3f} ms per batch (median, CPU)"]
     if plan["granularity"] == "unstructured":
         notes.append("note: unstructured model exported dense: ONNX stores every weight, the masked zeros included")
     return Export([path], notes, ok=check.max_abs_diff <= ONNX_ATOL)

@@ -25,6 +25,7 @@ class ExportError(RuntimeError):
 @dataclass(frozen=True)
 class OnnxCheck:
     max_abs_diff: float  # onnxruntime vs PyTorch on the check batch
+    max_abs_output: float  # PyTorch's largest output magnitude there: the scale of the difference
     latency_ms: float  # median onnxruntime time of one batch (CPU execution provider)
     batch: int
 
@@ -65,4 +66,4 @@ def check_onnx(path: str, model: nn.Module, batch: torch.Tensor, repeats: int = 
         began = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - began) * 1000)
-    return OnnxCheck(float((got - expected).abs().max()), statistics.median(times), len(batch))
+    return OnnxCheck(float((got - expected).abs().max()), float(expected.abs().max()), statistics.median(times), len(batch))
