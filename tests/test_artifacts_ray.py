@@ -31,7 +31,7 @@ measure: {{latency_repeats: 3}}
 def test_checkpoint_in_sweep_export_reload_same_accuracy(tmp_path, ray_env, trained_cnn, digits, capsys):
     checkpoint = tmp_path / "baseline.safetensors"
     save_file({name: tensor.contiguous() for name, tensor in trained_cnn.state_dict().items()}, str(checkpoint))
-    (tmp_path / "spec.yaml").write_text(SPEC.format(checkpoint=checkpoint))
+    (tmp_path / "spec.yaml").write_text(SPEC.format(checkpoint=checkpoint.name))  # relative to the sweep's directory
     result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results", "--name", "rt")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
