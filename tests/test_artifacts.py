@@ -23,7 +23,7 @@ from prune_ray.prune import get_method, list_methods
 from prune_ray.results import read_results
 from prune_ray.spec import ArtifactOptions, SweepSpec
 from prune_ray.train import TrainRecipe, evaluate
-from prune_ray.trial import TrialContext, TrialRun, run_trial
+from prune_ray.trial import Runtime, TrialContext, TrialRun, run_trial
 
 MODELS = ("digits_cnn", pytest.param("resnet20", marks=pytest.mark.slow))
 BUDGETS = {"unstructured": 0.5, "structured": 0.5, "lowrank": 0.7}
@@ -45,7 +45,7 @@ def run_phases(spec: SweepSpec, method: str, sweep: str, trial_id: str = "t1") -
     """A trial phase by phase (as run_trial runs them), keeping the trial's own model."""
     budget = BUDGETS[get_method(method).granularity]
     run = TrialRun(TrialConfig(OperatingPoint(budget, method, 0)), TrialContext(spec, sweep, {}, None), trial_id,
-                   lambda _: None, run_trial.__defaults__[1])
+                   lambda _: None, Runtime())
     run.obtain_baseline()
     run.plan()
     run.prune_and_finetune()
@@ -211,3 +211,34 @@ def test_best_keeps_each_operating_points_pick_and_deletes_the_rest(tmp_path):
     assert set(after.index[after["model_uri"].notna()]) == {best, "b0"}
     for trial_id in after.index[after["model_uri"].notna()]:
         assert load_pruned(after.loc[trial_id, "model_uri"])  # what stays loads
+
+
+def test_best_keeps_a_frontier_searchs_non_dominated_trials_per_method_and_seed():
+    """A frontier search (no budget, a sampler): every trial is its own point, so 'best' keeps the
+    Pareto set of each method and seed, not every trial."""
+    import pandas as pd
+
+    from prune_ray.artifacts.retention import kept_trials
+
+    base = {"sweep": "s", "status": "ok", "model": "m", "dataset": "d", "granularity": "structured", "schedule": "searched",
+            "sampler": "nsga2", "budget_metric": "macs", "budget": None, "ratio": None, "params_keep": 1.0}
+    trials = [  # (trial, method, seed, macs_keep, top1)
+        ("a", "l1_filter", 0, 0.3, 0.80), ("b", "l1_filter", 0, 0.5, 0.90), ("c", "l1_filter", 0, 0.6, 0.85),  # c dominated by b
+        ("d", "l1_filter", 1, 0.6, 0.85),  # seed 1's only trial
+        ("e", "fpgm", 0, 0.6, 0.70),  # another method: its own front
+    ]
+    frame = pd.DataFrame([{**base, "trial_id": t, "method": m, "seed": s, "macs_keep": k, "top1": a} for t, m, s, k, a in trials])
+    assert kept_trials(frame) == {"a", "b", "d", "e"}
+
+
+def test_a_structured_model_pruned_in_cycles_reloads(store):
+    """Channels removed over two prune/retrain cycles: the plan holds the total per group."""
+    spec = dataclasses.replace(spec_for(store, "digits_cnn"), iterative="cycles", prune_steps=(2,))
+    run = TrialRun(TrialConfig(OperatingPoint(0.5, "l1_filter", 0, prune_steps=2)), TrialContext(spec, "cycles", {}, None),
+                   "t1", lambda _: None, Runtime())
+    for phase in (run.obtain_baseline, run.plan, run.prune_and_finetune, run.measure, run.save):
+        phase()
+    loaded = load_pruned(run.row["model_uri"])
+    with torch.no_grad():
+        assert torch.allclose(loaded(run.data.val_x), run.model.eval()(run.data.val_x), atol=1e-5, rtol=0)
+    assert measure(loaded, run.data.val_x[:1], latency=False).macs == run.row["macs"]
