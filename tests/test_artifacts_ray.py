@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from fixtures import run_sweep_cli as sweep

@@ -98,3 +98,14 @@ def test_export_of_a_corrupt_model_exits_2_naming_the_file(sweep_root, tmp_path,
     code = main([str(target), "--sweep", "s", "--trial", "t-l1_filter", "--format", "safetensors", "--out", str(tmp_path / "o")])
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(error) == 1 and str(weights) in error[0], error
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--pick", "--method", "l1_filter"], "--pick needs --method and --budget"),
+    ([], "one of the arguments --trial --pick is required"),
+])
+def test_export_usage_errors_are_one_line_and_exit_2(sweep_root, tmp_path, capsys, args, fragment):
+    with pytest.raises(SystemExit) as exited:
+        main([str(sweep_root), "--sweep", "s", *args, "--format", "onnx", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(error) == 1 and fragment in error[0], error

@@ -94,8 +94,14 @@ def select_row(results: pd.DataFrame, trial: str | None, method: str | None, bud
     return row
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block: the house style for bad input
+        print(f"prune_ray.export: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m prune_ray.export", description="Export one trial's saved pruned model as safetensors or ONNX.",
         epilog="Exit codes: 0 written; 1 onnxruntime's outputs differ from PyTorch's; 2 bad input (one line on stderr).")
     parser.add_argument("results", metavar="RESULTS", help="results root (the sweep's --storage), or a sweep's directory")
