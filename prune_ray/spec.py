@@ -27,6 +27,9 @@ BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
 MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")  # can search accuracy against resource kept
 EARLY_STOPPING = ("none", "asha")
+# which ok trials' pruned models stay saved once the sweep ends: best = the trial each operating
+# point picks (best validation top-1, per seed) and a frontier search's non-dominated trials
+SAVE_POLICIES = ("best", "all", "none")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -81,6 +84,11 @@ class BaselineOptions:
 
 
 @dataclass(frozen=True)
+class ArtifactOptions:
+    save: str = "best"  # one of SAVE_POLICIES: pruned models kept under <sweep>/models/<trial_id>/
+
+
+@dataclass(frozen=True)
 class MeasureOptions:
     latency_batch_size: int = 32  # examples per timed forward pass
     latency_repeats: int = 20  # timed passes; the median is reported
@@ -114,6 +122,7 @@ class SweepSpec:
     baseline: BaselineOptions = BaselineOptions()
     finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
     measure: MeasureOptions = MeasureOptions()
+    artifacts: ArtifactOptions = ArtifactOptions()
     resources: Resources = Resources()
     # replicates: every operating point runs once per seed (its own baseline, fine-tuning and
     # Optuna study), so the analysis reports a mean and spread per point
@@ -333,6 +342,7 @@ def validate(spec: SweepSpec) -> None:
                         f"(its ratio is the {get_method(method).ratio_meaning})"
                     )
     _choice(spec.iterative, ITERATIVE, "iterative")
+    _choice(spec.artifacts.save, SAVE_POLICIES, "artifacts.save")
     for steps in spec.prune_steps:
         if steps < 1:
             raise SpecError(f"prune_steps: {steps!r} must be >= 1")

@@ -1,5 +1,5 @@
 """One trial as named phases, Ray-free: start the row -> baseline -> plan -> prune and fine-tune ->
-measure -> finish the row (one Parquet row, status 'ok' or 'failed').
+measure -> save the model -> finish the row (one Parquet row, status 'ok' or 'failed').
 
 `run_trial` is plain Python (the tests call it without Ray). What it needs from the Ray side it
 receives as arguments: a reporter (Tune's `report`) and a `Runtime` (the node's name, Ray's version,
@@ -24,7 +24,8 @@ from typing import Any, Callable
 import torch
 
 from . import __version__
-from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
+from .artifacts import ModelRecipe, save_pruned
+from .baseline import Baseline, BaselineConfig, BaselineStore, CorruptCheckpointError, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
 from .measure import Measurement, measure
 from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
@@ -42,7 +43,7 @@ Reporter = Callable[[dict[str, Any]], None]
 CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
 RECALIBRATION_EXAMPLES = 512  # training examples that re-estimate BatchNorm statistics after pruning
 # where and how fast a trial runs does not change its result: left out of config_hash
-INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel")
+INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts")
 # (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
 CandidateExecutor = Callable[[str, TrainRecipe, int], "ShortTune | None"]
 
@@ -81,18 +82,20 @@ def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
 
 
 def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
-    """Build the spec's model on its data and check every method and the schedule against it,
-    before Ray starts (SpecError, one line). Returns per method the values a search proposes per
+    """Build the spec's model on its data (and load baseline.checkpoint into it, if named) and check
+    every method and the schedule against it, before Ray starts (SpecError, one line). Returns per method the values a search proposes per
     trial, or None when the schedule is not searched."""
     data = load_dataset(spec.dataset, spec.data)
     schedule = get_schedule(spec.schedule)
     try:
         probe = build_model(baseline_config(spec, spec.seeds[0]), data)
+        if spec.baseline.checkpoint:  # missing, unreadable or not this model's: one line naming the file
+            load_checkpoint_file(probe, spec.baseline.checkpoint)
         example = data.example_inputs(1)
         methods = {name: get_method(name) for name in spec.methods}
         subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0)
                     for name, m in methods.items()}
-    except UnsupportedModelError as error:
+    except (UnsupportedModelError, CorruptCheckpointError) as error:
         raise SpecError(str(error)) from None
     except (ValueError, RuntimeError) as error:
         raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
@@ -287,6 +290,17 @@ class TrialRun:
         if target is not None and achieved > target * (1 + 1e-9):
             raise AssertionError(f"pruned model keeps {achieved:.4f} of {self.metric}, over budget {target}")
 
+    def save(self) -> None:
+        """Phase 6: the pruned model under <sweep>/models/<trial_id>/ (unless artifacts.save is none);
+        a model that cannot be saved makes the trial fail."""
+        if self.spec.artifacts.save == "none":
+            return
+        data = self.data
+        recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size)
+        saved = save_pruned(self.storage, (self.context.sweep, "models", self.trial_id), self.model, recipe,
+                            self.method.name, data.example_inputs(1))
+        self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)
+
     def fail(self, error: Exception) -> None:
         """A failed trial is a row, never a crashed sweep; what was measured before stays in it."""
         self.row["status"] = "failed"
@@ -295,7 +309,7 @@ class TrialRun:
             self.row["error"] += "\n" + traceback.format_exc(limit=5)
 
     def finish_row(self) -> dict[str, Any]:
-        """Phase 6: the final row and curve, written (a retried trial overwrites its own files)."""
+        """Phase 7: the final row and curve, written (a retried trial overwrites its own files)."""
         self.row["finished_at"] = _now()
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)
         write_trial(self.storage, self.row)
@@ -320,6 +334,7 @@ def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report:
         run.plan()
         run.prune_and_finetune()
         run.measure()
+        run.save()
     except Exception as error:  # noqa: BLE001  (every failure becomes the row's error)
         run.fail(error)
     return run.finish_row()

@@ -410,3 +410,18 @@ def test_plot_draws_one_true_frontier_per_method_and_schedule(tmp_path):
         assert len(x) == 2  # the dominated point is a faint dot, not on the line
         order = np.argsort(x)  # x is the compression ratio: more compression, less accuracy (monotone)
         assert (np.diff(np.asarray(y)[order]) < 0).all()
+
+
+def test_frontier_and_methods_tables_name_each_points_saved_models():
+    """model_uri: the picked trial of each seed (space-separated), none for a point without a saved model."""
+    results = arrow_backed(frame(
+        {"seed": 0, "top1": 0.90, "params_keep": 0.49, "trial_id": "a", "model_uri": "/r/s1/models/a"},
+        {"seed": 0, "top1": 0.80, "params_keep": 0.50, "trial_id": "b", "model_uri": None},  # not picked
+        {"seed": 1, "top1": 0.91, "params_keep": 0.49, "trial_id": "c", "model_uri": "/r/s1/models/c"},
+        {"seed": 0, "top1": 0.85, "budget": 0.3, "params_keep": 0.3, "trial_id": "d", "model_uri": None},
+    ))
+    table = frontier_table(point_summary(results)).set_index("budget")
+    assert table.loc[0.5, "model_uri"] == "/r/s1/models/a /r/s1/models/c"
+    assert pd.isna(table.loc[0.3, "model_uri"])
+    methods = render(results, "methods", "markdown")
+    assert "| Model |" in methods and "/r/s1/models/a /r/s1/models/c" in methods

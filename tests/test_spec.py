@@ -128,6 +128,30 @@ def test_cli_help_explains_each_option(tmp_path):
         assert option in result.stdout
 
 
+@pytest.mark.parametrize("content, fragment", [
+    (None, "does not exist"),
+    (b"not a safetensors file", "is unreadable"),
+    ("lenet5", "does not fit the model"),
+])
+def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_path, content, fragment):
+    """baseline.checkpoint missing, corrupt, or another model's weights: one line naming the file."""
+    from safetensors.torch import save_file
+
+    from prune_ray.models import create_model
+
+    path = tmp_path / "base.safetensors"
+    if content == "lenet5":
+        save_file(create_model("lenet5", num_classes=10, in_channels=1, image_size=8).state_dict(), str(path))
+    elif content is not None:
+        path.write_bytes(content)
+    (tmp_path / "spec.yaml").write_text(f"baseline: {{checkpoint: {path}}}\n")
+    result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0], result.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_cli_missing_dataset_files_exit_2_with_where_to_put_them(tmp_path):
     (tmp_path / "spec.yaml").write_text(f"model: resnet20\ndataset: cifar10\ndata: {{root: {tmp_path / 'none'}}}\n")
     result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)

@@ -25,7 +25,9 @@ MAX_RATIO = 0.95  # floor(0.95 * channels) < channels: every layer keeps at leas
 Group = list  # a torch-pruning group: [(dependency, indices), ...]
 
 
-def _groups(model: nn.Module, example_inputs: torch.Tensor) -> tuple[tp.DependencyGraph, list[tuple[nn.Module, Group]]]:
+def dependency_groups(model: nn.Module, example_inputs: torch.Tensor) -> tuple[tp.DependencyGraph, list[tuple[nn.Module, Group]]]:
+    """The graph and its prunable groups as (root module, group), in module order (the classifier's
+    outputs stay); the saved models (artifacts) replay removals on these same groups."""
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     groups = graph.get_all_groups(ignored_layers=[classifier_layer(model)], root_module_types=ROOT_TYPES)
     order = {module: index for index, module in enumerate(model.modules())}
@@ -39,7 +41,7 @@ def _has_batchnorm(group: Group) -> bool:
 
 def _layers(model: nn.Module, example_inputs: torch.Tensor, keep: Callable[[Group], bool]) -> list[Layer]:
     names = {module: name for name, module in model.named_modules()}
-    graph, groups = _groups(model, example_inputs)
+    graph, groups = dependency_groups(model, example_inputs)
     return [Layer(names[root], graph.get_out_channels(root)) for root, group in groups if keep(group)]
 
 
@@ -65,7 +67,7 @@ def remove_channels(
 ) -> nn.Module:
     """Remove `removed[name]` output channels, lowest score first, from each named group."""
     names = {module: name for name, module in model.named_modules()}
-    graph, groups = _groups(model, calibration.inputs[:1])  # tracing needs shapes only
+    graph, groups = dependency_groups(model, calibration.inputs[:1])  # tracing needs shapes only
     plans = []
     for root, group in groups:
         count = removed.get(names[root], 0)

@@ -27,7 +27,7 @@ FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only 
 
 REQUIRED_COLUMNS = ("model", "dataset", "method", "status", "top1")
 STRING_COLUMNS = (
-    "sweep", "status", "model", "dataset", "method", "granularity", "schedule", "sampler", "budget_metric", "iterative",
+    "sweep", "trial_id", "model_uri", "status", "model", "dataset", "method", "granularity", "schedule", "sampler", "budget_metric", "iterative",
     "stage",
 )
 NUMBER_COLUMNS = (
@@ -105,12 +105,18 @@ def best_trial_per_run(rows: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(subset=[*POINT_KEYS, *RUN_KEYS], keep="first")
 
 
+def _joined(uris: pd.Series) -> str | None:
+    """The saved models of a point's runs (one per seed), space-separated in sorted order; None when none was kept."""
+    kept = sorted(str(uri) for uri in uris if uri is not None)
+    return " ".join(kept) or None
+
+
 def point_summary(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
     """Aggregate over seeds: one row per operating point (POINT_KEYS), sorted by model, dataset,
     method and keep. Columns: the keys, then means (keep, params_keep, macs_keep, top1_mean,
     test_top1_mean, top1_pruned, baseline_top1, conv_threshold, fc_threshold), the stds top1_std and
-    test_top1_std (sample std over runs; NaN for one run), n (runs, i.e. seeds) and trials (all
-    trials tried for the point). Accuracies stay fractions in [0, 1]."""
+    test_top1_std (sample std over runs; NaN for one run), n (runs, i.e. seeds), trials (all
+    trials tried for the point) and model_uri (the runs' saved models, space-separated, or None). Accuracies stay fractions in [0, 1]."""
     rows = usable_rows(results, include_screen)
     keys = list(POINT_KEYS)
     rows["trials"] = rows.groupby(keys, dropna=False)["top1"].transform("size")
@@ -129,6 +135,7 @@ def point_summary(results: pd.DataFrame, include_screen: bool = False) -> pd.Dat
         fc_threshold=("fc_threshold", "mean"),
         n=("top1", "size"),
         trials=("trials", "first"),
+        model_uri=("model_uri", _joined),
     )
     points = points.reset_index()
     return points.sort_values(["model", "dataset", "method", "keep"], kind="stable").reset_index(drop=True)

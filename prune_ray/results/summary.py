@@ -59,7 +59,9 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
         print(front[["method", *columns]].to_string(index=False, float_format=number))
     elif len(ok):
         point = ["budget", "ratio", "point_detail", "method", "prune_steps", "stage"]
-        best = ok.sort_values("top1", ascending=False).groupby(point, sort=True, dropna=False).head(1)
+        # the analysis's pick (best_trial_per_run): on a tie in top-1 the smaller keep, whose model artifacts.save keeps
+        ordered = ok.sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
+        best = ordered.groupby(point, sort=True, dropna=False).head(1)
         shown = [c for c in [*point, *columns] if best[c].notna().any()]  # hide budget or ratio when unused
         print("[prune-ray] best row per budget and method:")
         print(best.sort_values(point)[shown].to_string(index=False, float_format=number))

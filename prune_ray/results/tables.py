@@ -46,8 +46,9 @@ def frontier_table(points: pd.DataFrame) -> pd.DataFrame:
         test_top1_pct_std=100 * front["test_top1_std"],
         n=front["n"],
         trials=front["trials"],
+        model_uri=front["model_uri"],  # the saved pruned model(s): load_pruned or python -m prune_ray.export
     )
-    return _drop_empty(table, [*DESCRIPTORS, "test_top1_pct", "test_top1_pct_std"])
+    return _drop_empty(table, [*DESCRIPTORS, "test_top1_pct", "test_top1_pct_std", "model_uri"])
 
 
 def _notes(point: pd.Series) -> str:
@@ -77,13 +78,15 @@ def methods_table(points: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
     rows += [
         {"method": p["method"], "network": p["model"], "dataset": p["dataset"], "top1_pct": 100 * p["top1_mean"],
          "top1_pct_std": 100 * p["top1_std"], "sparsity_pct": 100 * (1 - p["params_keep"]),
-         "macs_removed_pct": 100 * (1 - p["macs_keep"]), "n": p["n"], "notes": _notes(p)}
+         "macs_removed_pct": 100 * (1 - p["macs_keep"]), "n": p["n"], "notes": _notes(p), "model_uri": p["model_uri"]}
         for _, p in front.iterrows()
     ]
-    table = pd.DataFrame(rows, columns=["method", "network", "dataset", "top1_pct", "top1_pct_std", "sparsity_pct", "macs_removed_pct", "n", "notes"])
+    columns = ["method", "network", "dataset", "top1_pct", "top1_pct_std", "sparsity_pct", "macs_removed_pct", "n", "notes", "model_uri"]
+    table = pd.DataFrame(rows, columns=columns)
     # baseline first within each network, as in the source document's table
     order = table.assign(is_method=table["method"] != "Baseline")
-    return table.loc[order.sort_values(["network", "dataset", "is_method"], kind="stable").index].reset_index(drop=True)
+    table = table.loc[order.sort_values(["network", "dataset", "is_method"], kind="stable").index].reset_index(drop=True)
+    return _drop_empty(table, ["model_uri"])
 
 
 def ratio_grid_table(points: pd.DataFrame) -> pd.DataFrame:
@@ -150,12 +153,14 @@ def frontier_markdown(table: pd.DataFrame) -> str:
 
 
 def methods_markdown(table: pd.DataFrame) -> str:
+    saved = "model_uri" in table
     body = [
         [row.method, row.network, row.dataset, _pct(row.top1_pct, row.top1_pct_std, "%"), f"{row.sparsity_pct:.2f}%",
-         f"{row.macs_removed_pct:.2f}%", "; ".join(part for part in (row.notes, f"{row.n} seed{'' if row.n == 1 else 's'}") if part)]
+         f"{row.macs_removed_pct:.2f}%", "; ".join(part for part in (row.notes, f"{row.n} seed{'' if row.n == 1 else 's'}") if part),
+         *([_plain(row.model_uri)] if saved else [])]
         for row in table.itertuples()
     ]
-    return _markdown(["Method", "Network", "Dataset", "Acc", "Sparsity", "MACs removed", "Notes"], body)
+    return _markdown(["Method", "Network", "Dataset", "Acc", "Sparsity", "MACs removed", "Notes", *(["Model"] if saved else [])], body)
 
 
 def ratio_grid_markdown(table: pd.DataFrame) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..artifacts.retention import MODELS_DIR, keep_best
 from ..plan import get_schedule
 from ..plan.schedules import shape_key
 from ..plan.sensitivity import cached_scan, keep_from_scan, plot
@@ -165,4 +166,8 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
     settle_unfinished(storage, sweep, screened)
     if spec.search.two_stage:
         final_stage(spec, storage, sweep, trainable, screened, resume)
+    if spec.artifacts.save == "best":
+        kept, deleted = keep_best(storage, sweep)
+        print(f"[prune-ray] models: {kept} kept (each operating point's pick and frontier points), {deleted} deleted: "
+              f"{storage.uri_of(sweep, MODELS_DIR)}", flush=True)
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             spec = with_overrides(spec, name=args.name) if args.name else spec
             storage = open_storage(spec.storage)
             spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
+            if spec.baseline.checkpoint:  # and Ray's workers do not run in this directory
+                spec = dataclasses.replace(spec, baseline=dataclasses.replace(
+                    spec.baseline, checkpoint=os.path.abspath(os.path.expanduser(spec.baseline.checkpoint))))
             if storage.exists(storage.path(sweep)):
                 raise SpecError(
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"

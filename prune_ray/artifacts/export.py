@@ -1,0 +1,144 @@
+"""python -m prune_ray.export: one trial's saved model out of a sweep, as safetensors or ONNX.
+
+    python -m prune_ray.export RESULTS --sweep NAME (--trial ID | --pick --method M --budget B)
+                               --format safetensors|onnx --out DIR
+
+The trial is named (--trial) or picked (--pick: of the operating point's trials that kept a model,
+the best validation top-1, the smaller keep on a tie, as the analysis picks). safetensors copies the
+saved model (weights, sparse where masked, and plan.json; reload with load_pruned(DIR)); onnx writes
+DIR/model.onnx and checks it in onnxruntime against PyTorch on a batch. Exit codes: 0 written;
+1 onnxruntime's outputs differ from PyTorch's; 2 bad input or an unreadable model (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+
+from ..results.analyze import BadInput, load_results
+from ..results.frontier import usable_rows
+from ..results.storage import open_storage
+from .onnx import ONNX_ATOL, ExportError, check_onnx, export_onnx
+from .store import PLAN_FILE, WEIGHTS_FILE, ArtifactError, load_pruned, read_plan
+
+EXIT_MISMATCH, EXIT_BAD_INPUT = 1, 2
+CHECK_SEED = 0
+
+
+@dataclass(frozen=True)
+class Export:
+    files: list[str]  # written, in order
+    notes: list[str]  # lines printed after the files
+    ok: bool = True  # False: the exported model's outputs differ from PyTorch's
+
+
+# (model directory URI, the loaded model, its plan, output folder, check batch size) -> Export
+Exporter = Callable[[str, torch.nn.Module, dict, str, int], Export]
+
+
+def _safetensors(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) -> Export:
+    source = open_storage(uri)
+    files = []
+    for name in (WEIGHTS_FILE, PLAN_FILE):  # the plan last, as the sweep writes them
+        path = os.path.join(out, name)
+        with open(path, "wb") as handle:
+            handle.write(source.read_bytes(source.path(name)))
+        files.append(path)
+    load_pruned(out)  # the copy loads
+    sparse = f", {len(plan['masks'])} tensors sparse (bitmask + nonzero values)" if plan["masks"] else ""
+    return Export(files, [f"reload: from prune_ray import load_pruned; load_pruned({out!r}){sparse}"])
+
+
+def _onnx(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) -> Export:
+    path = os.path.join(out, "model.onnx")
+    generator = torch.Generator().manual_seed(CHECK_SEED)
+    inputs = torch.randn([batch, *plan["input_shape"][1:]], generator=generator)
+    export_onnx(model, inputs, path)
+    check = check_onnx(path, model, inputs)
+    notes = [f"onnxruntime: max |difference| from PyTorch {check.max_abs_diff:.2e} on a batch of {check.batch} "
+             f"(outputs up to {check.max_abs_output:.3g}; tolerance {ONNX_ATOL:g}); latency {check.latency_ms:.3f} ms per batch (median, CPU)"]
+    if plan["granularity"] == "unstructured":
+        notes.append("note: unstructured model exported dense: ONNX stores every weight, the masked zeros included")
+    return Export([path], notes, ok=check.max_abs_diff <= ONNX_ATOL)
+
+
+FORMATS: dict[str, Exporter] = {"safetensors": _safetensors, "onnx": _onnx}
+
+
+def select_row(results: pd.DataFrame, trial: str | None, method: str | None, budget: float | None) -> pd.Series:
+    """The row of --trial, or the pick of (--method, --budget) among rows that kept a model."""
+    rows = usable_rows(results, include_screen=True)
+    if trial is not None:
+        match = rows[rows["trial_id"] == trial]
+        if match.empty:
+            raise BadInput(f"trial {trial!r} has no ok row in these results")
+        row = match.iloc[0]
+    else:
+        match = rows[(rows["method"] == method) & rows["budget"].map(lambda b: math.isclose(b, budget)) & ~rows["stage"].eq("screen")]
+        if match.empty:
+            known = sorted({f"{m}@{b:g}" for m, b in zip(rows["method"], rows["budget"]) if not math.isnan(b)})
+            raise BadInput(f"no ok trial of method {method!r} at budget {budget:g}; operating points: {', '.join(known) or 'none'}")
+        match = match[match["model_uri"].notna()]
+        if match.empty:
+            raise BadInput(f"no trial of {method!r} at budget {budget:g} kept a model (artifacts.save none?)")
+        row = match.sort_values(["top1", "keep"], ascending=[False, True], kind="stable").iloc[0]
+    if row["model_uri"] is None:
+        raise BadInput(f"trial {row['trial_id']!r} kept no model (artifacts.save 'best' deletes all but the picks; none saves none)")
+    return row
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block: the house style for bad input
+        print(f"prune_ray.export: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m prune_ray.export", description="Export one trial's saved pruned model as safetensors or ONNX.",
+        epilog="Exit codes: 0 written; 1 onnxruntime's outputs differ from PyTorch's; 2 bad input (one line on stderr).")
+    parser.add_argument("results", metavar="RESULTS", help="results root (the sweep's --storage), or a sweep's directory")
+    parser.add_argument("--sweep", metavar="NAME", help="the sweep under RESULTS")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", metavar="ID", help="the trial_id of the row to export")
+    which.add_argument("--pick", action="store_true", help="the best trial of --method at --budget that kept a model")
+    parser.add_argument("--method", help="with --pick: the pruning method")
+    parser.add_argument("--budget", type=float, help="with --pick: the budget (fraction of the resource kept)")
+    parser.add_argument("--format", choices=sorted(FORMATS), required=True, help="safetensors (the saved files, "
+                        "sparse where masked) or onnx (checked in onnxruntime)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="folder to write into (created if absent)")
+    parser.add_argument("--batch", type=int, default=32, help="examples in the onnxruntime check batch (default 32)")
+    return parser
+
+
+def _describe(path: str) -> str:
+    return f"  {path}  {os.path.getsize(path):,} bytes"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.pick and (args.method is None or args.budget is None):
+        parser.error("--pick needs --method and --budget")
+    try:
+        row = select_row(load_results(args.results, args.sweep, include_screen=True), args.trial, args.method, args.budget)
+        model, plan = load_pruned(row["model_uri"]), read_plan(row["model_uri"])
+        os.makedirs(args.out, exist_ok=True)
+        print(f"[prune-ray] export {row['trial_id']} ({row['method']}, {plan['granularity']}, val top-1 {row['top1']:.4f}) "
+              f"from {row['model_uri']} as {args.format}")
+        result = FORMATS[args.format](row["model_uri"], model, plan, args.out, args.batch)
+    except (BadInput, ArtifactError, ExportError, OSError) as error:
+        print(f"prune_ray.export: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join([*map(_describe, result.files), *result.notes]))
+    if not result.ok:
+        print(f"prune_ray.export: error: onnxruntime's outputs differ from PyTorch's by more than {ONNX_ATOL:g}", file=sys.stderr)
+        return EXIT_MISMATCH
+    return 0

@@ -1,0 +1,111 @@
+"""Export: saved models to ONNX (checked in onnxruntime) and the export CLI on a trial's saved model."""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from prune_ray import load_pruned
+from prune_ray.artifacts import ModelRecipe, save_pruned
+from prune_ray.artifacts.export import main
+from prune_ray.artifacts.onnx import check_onnx, export_onnx
+from prune_ray.points import OperatingPoint, TrialConfig
+from prune_ray.prune import apply_pruning, get_method, list_methods
+from prune_ray.results import read_results
+from prune_ray.results.parquet import read_trial, write_trial
+from prune_ray.results.storage import open_storage
+from prune_ray.spec import BaselineOptions, SweepSpec
+from prune_ray.train import TrainRecipe, evaluate
+from prune_ray.trial import TrialContext, run_trial
+
+SHAPED = [name for name in list_methods() if get_method(name).granularity in ("structured", "lowrank")]
+RATIOS = {"structured": 0.5, "lowrank": 0.9}  # lowrank 0.9: small ranks keep CP-ALS on vgg11_bn short
+
+
+@pytest.mark.parametrize("model_name", ["resnet20", pytest.param("vgg11_bn", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", SHAPED)
+def test_onnx_of_every_shape_changing_method_matches_pytorch(tmp_path, model_name, method):
+    """CIFAR-shaped inputs; the ONNX file is made from the reloaded saved model, at its smaller shapes."""
+    torch.manual_seed(0)
+    recipe = ModelRecipe(model_name, 10, 3, 32)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    pruned = apply_pruning(recipe.create().eval(), method, RATIOS[get_method(method).granularity], x, y).eval()
+    saved = save_pruned(open_storage(str(tmp_path)), ("m",), pruned, recipe, method, x[:1])
+    model = load_pruned(saved.uri)
+    path = str(tmp_path / "model.onnx")
+    export_onnx(model, x, path)
+    check = check_onnx(path, model, x)
+    assert check.max_abs_diff <= 1e-4 and check.batch == 16 and check.latency_ms > 0
+    assert check.max_abs_diff <= 1e-5 * check.max_abs_output  # small against the outputs too (untrained: ~0.1)
+    dense = ModelRecipe(model_name, 10, 3, 32).create()
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in dense.parameters())
+
+
+@pytest.fixture(scope="module")
+def sweep_root(tmp_path_factory):
+    """Two ok trials with saved models, as a sweep leaves them (Ray-free: run_trial)."""
+    root = tmp_path_factory.mktemp("results")
+    spec = SweepSpec(storage=str(root), schedule="uniform", finetune=TrainRecipe(epochs=1, lr=0.01),
+                     baseline=BaselineOptions(train=TrainRecipe(epochs=2)))
+    for method in ("magnitude", "l1_filter"):
+        row = run_trial(TrialConfig(OperatingPoint(0.5, method, 0)), TrialContext(spec, "s", {}, None), f"t-{method}")
+        assert row["status"] == "ok", row["error"]
+    return root
+
+
+def test_export_pick_as_safetensors_reloads_with_the_rows_accuracy(sweep_root, tmp_path, capsys, digits):
+    out = tmp_path / "out"
+    assert main([str(sweep_root), "--sweep", "s", "--pick", "--method", "l1_filter", "--budget", "0.5",
+                 "--format", "safetensors", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}/model.safetensors  {os.path.getsize(out / 'model.safetensors'):,} bytes" in printed
+    row = read_results(str(sweep_root), "s").set_index("trial_id").loc["t-l1_filter"]
+    assert evaluate(load_pruned(str(out)), digits.val_x, digits.val_y)[0] == row["top1"]
+
+
+@pytest.mark.parametrize("method, dense_note", [("magnitude", True), ("l1_filter", False)])
+def test_export_trial_as_onnx_prints_its_check(sweep_root, tmp_path, capsys, method, dense_note):
+    out = tmp_path / "out"
+    assert main([str(sweep_root), "--sweep", "s", "--trial", f"t-{method}", "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}/model.onnx  {os.path.getsize(out / 'model.onnx'):,} bytes" in printed
+    assert "onnxruntime: max |difference| from PyTorch" in printed and "ms per batch" in printed
+    assert ("exported dense" in printed) == dense_note
+    difference = float(printed.split("from PyTorch ")[1].split()[0])
+    assert difference <= 1e-4
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--trial", "nope"], "trial 'nope' has no ok row"),
+    (["--pick", "--method", "l1_filter", "--budget", "0.3"], "no ok trial of method 'l1_filter' at budget 0.3"),
+])
+def test_export_bad_input_exits_2_with_one_line(sweep_root, tmp_path, capsys, args, fragment):
+    code = main([str(sweep_root), "--sweep", "s", *args, "--format", "onnx", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1 and fragment in error[0], error
+
+
+def test_export_of_a_corrupt_model_exits_2_naming_the_file(sweep_root, tmp_path, capsys):
+    """A copy of the results root with one weights file cut short."""
+    target = tmp_path / "copy"
+    shutil.copytree(sweep_root, target)
+    weights = target / "s" / "models" / "t-l1_filter" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    storage = open_storage(str(target))  # the copied row still names the original model: point it at the copy
+    row = read_trial(storage, "s", "t-l1_filter")
+    write_trial(storage, {**row, "model_uri": str(weights.parent)})
+    code = main([str(target), "--sweep", "s", "--trial", "t-l1_filter", "--format", "safetensors", "--out", str(tmp_path / "o")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1 and str(weights) in error[0], error
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--pick", "--method", "l1_filter"], "--pick needs --method and --budget"),
+    ([], "one of the arguments --trial --pick is required"),
+])
+def test_export_usage_errors_are_one_line_and_exit_2(sweep_root, tmp_path, capsys, args, fragment):
+    with pytest.raises(SystemExit) as exited:
+        main([str(sweep_root), "--sweep", "s", *args, "--format", "onnx", "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(error) == 1 and fragment in error[0], error
