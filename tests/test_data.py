@@ -138,3 +138,16 @@ def test_dataset_moves_to_the_gpu_and_augments_there(tmp_path):
     data = load_dataset("cifar10", DataOptions(root=str(tmp_path))).to("cuda")
     batch, _ = next(iter(BatchLoader(data.train_x, data.train_y, 32, shuffle=True, augment=True)))
     assert batch.is_cuda
+
+
+def test_train_limit_trains_on_a_seeded_subset_and_keeps_validation_and_test_whole():
+    full = load_dataset("digits")
+    limited = load_dataset("digits", DataOptions(train_limit=300))
+    again = load_dataset("digits", DataOptions(train_limit=300))
+    assert len(limited.train_y) == 300 < len(full.train_y)
+    assert torch.equal(limited.train_x, again.train_x)  # seeded by data.split_seed: every trial sees the same
+    assert torch.equal(limited.val_x, full.val_x) and torch.equal(limited.test_x, full.test_x)
+    assert len(torch.unique(limited.train_y)) == full.num_classes  # a random subset, not the first class's files
+    members = {tuple(row.tolist()) for row in full.train_x.flatten(1)}
+    assert all(tuple(row.tolist()) in members for row in limited.train_x.flatten(1))
+    assert load_dataset("digits", DataOptions(train_limit=10**6)).train_y.shape == full.train_y.shape

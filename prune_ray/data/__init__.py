@@ -23,6 +23,9 @@ class DataOptions:
     download: bool = False  # let torchvision download missing files (needs network)
     val_fraction: float = 0.2  # share of the training split held out for validation
     split_seed: int = 0  # seed of the stratified train/val split (fixed across trials)
+    # train on at most this many training examples, a seeded random subset of the training split
+    # (smoke runs, quick looks); None: all. Validation and test splits stay whole.
+    train_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,12 @@ def list_datasets() -> list[str]:
 
 
 def load_dataset(name: str, options: DataOptions = DataOptions()) -> Dataset:
-    return _DATASETS.get(name)(options)
+    data = _DATASETS.get(name)(options)
+    if options.train_limit is None or options.train_limit >= len(data.train_y):
+        return data
+    generator = torch.Generator().manual_seed(options.split_seed)
+    chosen = torch.sort(torch.randperm(len(data.train_y), generator=generator)[: options.train_limit]).values
+    return replace(data, train_x=data.train_x[chosen], train_y=data.train_y[chosen])
 
 
 def stratified_split(
