@@ -82,8 +82,13 @@ class BaselineOptions:
 
 @dataclass(frozen=True)
 class MeasureOptions:
+    """How latency is timed: the baseline and the pruned model in interleaved pairs of passes
+    (prune_ray.measure.time_paired), each model's median reported."""
+
     latency_batch_size: int = 32  # examples per timed forward pass
-    latency_repeats: int = 20  # timed passes; the median is reported
+    latency_repeats: int = 20  # timed passes of each model, at least
+    latency_min_time_ms: float = 200.0  # and more passes until each model's add up to this (ms)
+    latency_warmup: int = 3  # untimed passes of each model first
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,8 @@ def validate(spec: SweepSpec) -> None:
     validate_recipe(spec.finetune, "finetune")
     _positive(spec.measure.latency_batch_size, "measure.latency_batch_size")
     _positive(spec.measure.latency_repeats, "measure.latency_repeats")
+    _positive(spec.measure.latency_min_time_ms, "measure.latency_min_time_ms", allow_zero=True)
+    _positive(spec.measure.latency_warmup, "measure.latency_warmup", allow_zero=True)
     _positive(spec.resources.cpu, "resources.cpu")
     _positive(spec.resources.gpu, "resources.gpu", allow_zero=True)
     _positive(spec.max_failures, "max_failures", allow_zero=True)
@@ -397,7 +404,7 @@ def smoke_twin(spec: SweepSpec) -> SweepSpec:
         search=dataclasses.replace(spec.search, num_samples=1),
         # two greedy steps judged right after pruning: every candidate is still tried once
         netadapt=dataclasses.replace(spec.netadapt, short_epochs=0, step_fraction=max(spec.netadapt.step_fraction, 0.25)),
-        measure=MeasureOptions(latency_batch_size=8, latency_repeats=3),
+        measure=MeasureOptions(latency_batch_size=8, latency_repeats=3, latency_min_time_ms=50.0),
     )
 
 

@@ -8,6 +8,7 @@ and an executor that fine-tunes netadapt's candidates as Ray tasks); `tune.train
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
@@ -26,7 +27,7 @@ import torch
 from . import __version__
 from .baseline import Baseline, BaselineConfig, BaselineStore, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
-from .measure import Measurement, measure
+from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
 from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
@@ -149,7 +150,21 @@ def derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
         "macs_keep": pruned.macs / base.macs,
         "compression_ratio": base.params / max(pruned.params_nonzero, 1),
         "speedup_theoretical": base.macs / max(pruned.macs, 1),
-        "speedup_measured": base.latency_ms / pruned.latency_ms if pruned.latency_ms else None,
+    }
+
+
+def timing_options(spec: SweepSpec) -> TimingOptions:
+    options = spec.measure
+    return TimingOptions(warmup=options.latency_warmup, min_passes=options.latency_repeats,
+                         min_time_ms=options.latency_min_time_ms)
+
+
+def speed_columns(speed: Speedup) -> dict[str, float]:
+    """The row's latency columns from the interleaved timing of the baseline and the pruned model."""
+    return {
+        "latency_ms": speed.pruned.median_ms, "latency_iqr_ms": speed.pruned.iqr_ms,
+        "baseline_latency_ms": speed.baseline.median_ms, "speedup_measured": speed.median,
+        "speedup_low": speed.low, "speedup_high": speed.high,
     }
 
 
@@ -209,7 +224,8 @@ class TrialRun:
         seconds_in_sweep = self.context.baseline_seconds.get(self.config.point.seed, 0.0)
         self.row["time_baseline_s"] = seconds_in_sweep + (time.perf_counter() - began)
         self.timing_batch = self.data.val_x[: self.spec.measure.latency_batch_size]
-        self.base = measure(model, self.timing_batch, latency_repeats=self.spec.measure.latency_repeats)
+        self.base = measure(model, self.timing_batch, latency=False)
+        self.reference = copy.deepcopy(model)  # the baseline as loaded, timed beside the pruned model
         self.row.update(baseline_top1=baseline.top1, baseline_top5=baseline.top5, baseline_test_top1=baseline.test_top1,
                         baseline_params=self.base.params, baseline_macs=self.base.macs)
         example = self.data.example_inputs(1)
@@ -278,9 +294,10 @@ class TrialRun:
         row["layer_names"], row["layer_ratios"] = layer_ratios(model, self.method, self.removed, self.subject.layers)
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
         row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
-        pruned = measure(model, self.timing_batch, latency_repeats=self.spec.measure.latency_repeats)
-        row["time_eval_s"] = time.perf_counter() - began
+        pruned = measure(model, self.timing_batch, latency=False)
         row.update(dataclasses.asdict(pruned), **derived(self.base, pruned))
+        row.update(speed_columns(time_paired(self.reference, model, self.timing_batch, timing_options(self.spec))))
+        row["time_eval_s"] = time.perf_counter() - began
         row["status"] = "ok"
         target = self.config.target_keep
         achieved = row[f"{self.metric}_keep"]  # params_keep counts nonzero parameters

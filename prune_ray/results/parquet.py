@@ -1,4 +1,4 @@
-"""Parquet results, schema v5: one file per trial, written atomically; a reader for whole sweeps.
+"""Parquet results, schema v6: one file per trial, written atomically; a reader for whole sweeps.
 
 Layout: <storage>/<sweep>/trials/<trial_id>.parquet, <storage>/<sweep>/epochs/<trial_id>.parquet and,
 for the netadapt schedule, its greedy steps in <storage>/<sweep>/netadapt/<trial_id>.parquet.
@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 from .storage import Storage, open_storage
 
 # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage;
-# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk)
-SCHEMA_VERSION = 5
+# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 latency timed in
+# interleaved pairs: baseline_latency_ms, latency_iqr_ms, speedup_low, speedup_high
+SCHEMA_VERSION = 6
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
 STATUSES = ("ok", "failed", "running", "stopped")
@@ -69,11 +70,15 @@ TRIAL_SCHEMA = pa.schema(
         ("bytes_dense", pa.int64()),
         ("bytes_sparse", pa.int64()),
         ("latency_ms", pa.float64()),
+        ("latency_iqr_ms", pa.float64()),
+        ("baseline_latency_ms", pa.float64()),
         ("params_keep", pa.float64()),
         ("macs_keep", pa.float64()),
         ("compression_ratio", pa.float64()),
         ("speedup_theoretical", pa.float64()),
         ("speedup_measured", pa.float64()),
+        ("speedup_low", pa.float64()),
+        ("speedup_high", pa.float64()),
         ("time_baseline_s", pa.float64()),
         ("time_prune_s", pa.float64()),
         ("time_finetune_s", pa.float64()),
