@@ -81,6 +81,13 @@ class BaselineOptions:
 
 
 @dataclass(frozen=True)
+class PruneOptions:
+    # structured methods: every layer keeps a multiple of this many channels, or all of them
+    # (torch-pruning's round_to; 8 or 16 suit vectorised CPU kernels and tensor cores); 1: any count
+    round_to: int = 1
+
+
+@dataclass(frozen=True)
 class MeasureOptions:
     """How latency is timed: the baseline and the pruned model in interleaved pairs of passes
     (prune_ray.measure.time_paired), each model's median reported."""
@@ -118,6 +125,7 @@ class SweepSpec:
     netadapt: NetAdaptOptions = NetAdaptOptions()
     baseline: BaselineOptions = BaselineOptions()
     finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
+    prune: PruneOptions = PruneOptions()
     measure: MeasureOptions = MeasureOptions()
     resources: Resources = Resources()
     # replicates: every operating point runs once per seed (its own baseline, fine-tuning and
@@ -303,6 +311,16 @@ def _validate_schedule(spec: SweepSpec) -> None:
         raise SpecError(str(error)) from None
 
 
+def _validate_round_to(spec: SweepSpec) -> None:
+    _positive(spec.prune.round_to, "prune.round_to")
+    if spec.prune.round_to > 1:
+        for method in spec.methods:
+            granularity = get_method(method).granularity
+            if granularity != "structured":
+                raise SpecError(f"prune.round_to: {spec.prune.round_to} rounds channel counts, and {method!r} is "
+                                f"{granularity}: use structured methods only, or round_to 1")
+
+
 def validate(spec: SweepSpec) -> None:
     if not NAME_PATTERN.match(spec.name):
         raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
@@ -329,6 +347,7 @@ def validate(spec: SweepSpec) -> None:
                 "dense MACs; use 'params' or 'auto'"
             )
     _validate_schedule(spec)
+    _validate_round_to(spec)
     for i, entry in enumerate(spec.fixed_ratios):
         for ratio in entry.values() if isinstance(entry, dict) else [entry]:
             for method in spec.methods:

@@ -91,8 +91,8 @@ def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
         probe = build_model(baseline_config(spec, spec.seeds[0]), data)
         example = data.example_inputs(1)
         methods = {name: get_method(name) for name in spec.methods}
-        subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0)
-                    for name, m in methods.items()}
+        subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0,
+                                  spec.prune.round_to) for name, m in methods.items()}
     except UnsupportedModelError as error:
         raise SpecError(str(error)) from None
     except (ValueError, RuntimeError) as error:
@@ -230,7 +230,8 @@ class TrialRun:
                         baseline_params=self.base.params, baseline_macs=self.base.macs)
         example = self.data.example_inputs(1)
         resource = self.base.params if self.metric == "params" else self.base.macs
-        self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource)
+        self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource,
+                               self.spec.prune.round_to)
         self.calibration = calibration_of(self.data)
 
     def plan(self) -> None:

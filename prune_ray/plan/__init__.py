@@ -74,6 +74,7 @@ class Subject:
     example: torch.Tensor  # one input example: traced by torch-pruning, counted for MACs
     metric: str  # the budgeted resource: "params" (nonzero) or "macs"
     baseline_resource: float  # that resource of `model`
+    round_to: int = 1  # every layer keeps a multiple of this many units, or all (prune.round_to)
 
     def resource_fn(self) -> ResourceFn:
         """Resource of the model pruned with given counts, measured on a pruned copy."""
