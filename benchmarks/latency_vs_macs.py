@@ -1,7 +1,7 @@
 """Measured latency speedup against MACs reduction of the structured (and low-rank) methods.
 
     python benchmarks/latency_vs_macs.py [--model resnet56] [--keep 0.5] [--batch 64]
-                                         [--min-passes 20] [--min-time-ms 200] [--masked]
+                                         [--min-passes 20] [--min-time-ms 200] [--masked] [--threads N]
 
 Prunes a (randomly initialised: speed does not depend on the weights) model with every
 structured and low-rank method, each with a uniform shape projected onto the MACs budget, then
@@ -32,12 +32,13 @@ from prune_ray.prune import Calibration, get_method, list_methods
 from prune_ray.prune.unstructured import make_masks_permanent
 
 
-def pruned_copy(model: torch.nn.Module, name: str, keep: float, example: torch.Tensor) -> torch.nn.Module:
-    """`model` pruned by method `name` to a uniform shape keeping `keep` of its default resource."""
+def pruned_copy(model: torch.nn.Module, name: str, keep: float, example: torch.Tensor, round_to: int = 1) -> torch.nn.Module:
+    """`model` pruned by method `name` to a uniform shape keeping `keep` of its default resource
+    (with round_to, every layer keeping a multiple of that many channels)."""
     method = get_method(name)
     metric = method.default_metric
     base = float(count_macs(model, example)) if metric == "macs" else float(count_params(model)[1])
-    subject = Subject(model, method, method.layers(model, example), example, metric, base)
+    subject = Subject(model, method, method.layers(model, example), example, metric, base, round_to)
     removed = plan_removal("uniform", subject, keep, Proposal())
     calibration = Calibration(torch.randn(32, *example.shape[1:]), torch.randint(0, 10, (32,)))
     return make_masks_permanent(method.prune(copy.deepcopy(model), removed, calibration)).eval()
@@ -52,7 +53,10 @@ def main() -> None:
     parser.add_argument("--min-time-ms", type=float, default=200.0, help="and until each model's passes add up to this")
     parser.add_argument("--methods", nargs="+", help="default: every structured and low-rank method")
     parser.add_argument("--masked", action="store_true", help="add magnitude (masks) as a control")
+    parser.add_argument("--threads", type=int, help="CPU threads of torch (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     options = TimingOptions(min_passes=args.min_passes, min_time_ms=args.min_time_ms)
