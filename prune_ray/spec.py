@@ -23,7 +23,8 @@ from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
 from .train import LR_SCHEDULES, TrainRecipe
 
-BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
+# auto: macs for structured, params for unstructured; latency: measured on the trial's device
+BUDGET_METRICS = ("auto", "macs", "params", "latency")
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
 MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")  # can search accuracy against resource kept
 EARLY_STOPPING = ("none", "asha")
@@ -345,6 +346,12 @@ def validate(spec: SweepSpec) -> None:
             raise SpecError(
                 f"budget_metric 'macs' cannot be met by unstructured method {method!r}: masks keep the "
                 "dense MACs; use 'params' or 'auto'"
+            )
+        granularity = get_method(method).granularity
+        if spec.budget_metric == "latency" and granularity != "structured":
+            raise SpecError(
+                f"budget_metric 'latency' cannot be met by {granularity} method {method!r}: its latency table times "
+                "channel counts, and masks keep the dense compute; use structured methods (l1_filter, fpgm, ...)"
             )
     _validate_schedule(spec)
     _validate_round_to(spec)

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from ..measure import resource
 from ..prune import Calibration, Layer, PruningMethod, max_counts
+from .latency import LatencyTable, predict_ms
 
 ResourceFn = Callable[[Mapping[str, int]], float]  # units removed per layer -> absolute resource
 
@@ -42,10 +43,21 @@ class Projection:
     target: float  # absolute resource the budget allows
 
 
+def model_resource(model: nn.Module, example_inputs: torch.Tensor, metric: str, table: LatencyTable | None = None) -> float:
+    """The budgeted quantity of a model: MACs or nonzero parameters (measure.resource), or for
+    'latency' its latency predicted by the lookup table (plan.latency), in ms."""
+    if metric != "latency":
+        return resource(model, example_inputs, metric)
+    if table is None:
+        raise ValueError("budget metric 'latency' needs the model's latency lookup table")
+    return predict_ms(table, model)
+
+
 def measured_resource_fn(
-    model: nn.Module, method: PruningMethod, example_inputs: torch.Tensor, metric: str
+    model: nn.Module, method: PruningMethod, example_inputs: torch.Tensor, metric: str, table: LatencyTable | None = None
 ) -> ResourceFn:
-    """Resource of `model` pruned by `method` with the given counts, measured on a pruned copy."""
+    """Resource of `model` pruned by `method` with the given counts, measured on a pruned copy
+    (latency: predicted from the copy's shapes by `table`)."""
     cache: dict[tuple[tuple[str, int], ...], float] = {}
     prune = method.shape_prune or method.prune  # same shapes and counts, no gradients or decompositions
     calibration = Calibration(example_inputs)
@@ -54,7 +66,7 @@ def measured_resource_fn(
         key = tuple(sorted(removed.items()))
         if key not in cache:
             pruned = prune(copy.deepcopy(model), removed, calibration)
-            cache[key] = resource(pruned, example_inputs, metric)
+            cache[key] = model_resource(pruned, example_inputs, metric, table)
         return cache[key]
 
     return resource_of
