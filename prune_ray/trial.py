@@ -233,7 +233,8 @@ class TrialRun:
                         baseline_params=self.base.params, baseline_macs=self.base.macs)
         example = self.data.example_inputs(1)
         self.table = self.latency_table(model, device) if self.metric == "latency" else None
-        resource = {"params": self.base.params, "macs": self.base.macs}.get(self.metric) or predict_ms(self.table, model)
+        counted = {"params": self.base.params, "macs": self.base.macs}
+        resource = predict_ms(self.table, model) if self.table is not None else counted[self.metric]
         self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource,
                                self.spec.prune.round_to, self.table)
         self.calibration = calibration_of(self.data)
