@@ -23,7 +23,8 @@ from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
 from .train import LR_SCHEDULES, TrainRecipe
 
-BUDGET_METRICS = ("auto", "macs", "params")  # auto: macs for structured, params for unstructured
+# auto: macs for structured, params for unstructured; latency: measured on the trial's device
+BUDGET_METRICS = ("auto", "macs", "params", "latency")
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
 MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")  # can search accuracy against resource kept
 EARLY_STOPPING = ("none", "asha")
@@ -89,9 +90,21 @@ class ArtifactOptions:
 
 
 @dataclass(frozen=True)
+class PruneOptions:
+    # structured methods: every layer keeps a multiple of this many channels, or all of them
+    # (torch-pruning's round_to; 8 or 16 suit vectorised CPU kernels and tensor cores); 1: any count
+    round_to: int = 1
+
+
+@dataclass(frozen=True)
 class MeasureOptions:
+    """How latency is timed: the baseline and the pruned model in interleaved pairs of passes
+    (prune_ray.measure.time_paired), each model's median reported."""
+
     latency_batch_size: int = 32  # examples per timed forward pass
-    latency_repeats: int = 20  # timed passes; the median is reported
+    latency_repeats: int = 20  # timed passes of each model, at least
+    latency_min_time_ms: float = 200.0  # and more passes until each model's add up to this (ms)
+    latency_warmup: int = 3  # untimed passes of each model first
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,7 @@ class SweepSpec:
     netadapt: NetAdaptOptions = NetAdaptOptions()
     baseline: BaselineOptions = BaselineOptions()
     finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
+    prune: PruneOptions = PruneOptions()
     measure: MeasureOptions = MeasureOptions()
     artifacts: ArtifactOptions = ArtifactOptions()
     resources: Resources = Resources()
@@ -307,6 +321,16 @@ def _validate_schedule(spec: SweepSpec) -> None:
         raise SpecError(str(error)) from None
 
 
+def _validate_round_to(spec: SweepSpec) -> None:
+    _positive(spec.prune.round_to, "prune.round_to")
+    if spec.prune.round_to > 1:
+        for method in spec.methods:
+            granularity = get_method(method).granularity
+            if granularity != "structured":
+                raise SpecError(f"prune.round_to: {spec.prune.round_to} rounds channel counts, and {method!r} is "
+                                f"{granularity}: use structured methods only, or round_to 1")
+
+
 def validate(spec: SweepSpec) -> None:
     if not NAME_PATTERN.match(spec.name):
         raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
@@ -332,7 +356,14 @@ def validate(spec: SweepSpec) -> None:
                 f"budget_metric 'macs' cannot be met by unstructured method {method!r}: masks keep the "
                 "dense MACs; use 'params' or 'auto'"
             )
+        granularity = get_method(method).granularity
+        if spec.budget_metric == "latency" and granularity != "structured":
+            raise SpecError(
+                f"budget_metric 'latency' cannot be met by {granularity} method {method!r}: its latency table times "
+                "channel counts, and masks keep the dense compute; use structured methods (l1_filter, fpgm, ...)"
+            )
     _validate_schedule(spec)
+    _validate_round_to(spec)
     for i, entry in enumerate(spec.fixed_ratios):
         for ratio in entry.values() if isinstance(entry, dict) else [entry]:
             for method in spec.methods:
@@ -375,6 +406,8 @@ def validate(spec: SweepSpec) -> None:
     validate_recipe(spec.finetune, "finetune")
     _positive(spec.measure.latency_batch_size, "measure.latency_batch_size")
     _positive(spec.measure.latency_repeats, "measure.latency_repeats")
+    _positive(spec.measure.latency_min_time_ms, "measure.latency_min_time_ms", allow_zero=True)
+    _positive(spec.measure.latency_warmup, "measure.latency_warmup", allow_zero=True)
     _positive(spec.resources.cpu, "resources.cpu")
     _positive(spec.resources.gpu, "resources.gpu", allow_zero=True)
     _positive(spec.max_failures, "max_failures", allow_zero=True)
@@ -413,7 +446,7 @@ def smoke_twin(spec: SweepSpec) -> SweepSpec:
         search=dataclasses.replace(spec.search, num_samples=1),
         # two greedy steps judged right after pruning: every candidate is still tried once
         netadapt=dataclasses.replace(spec.netadapt, short_epochs=0, step_fraction=max(spec.netadapt.step_fraction, 0.25)),
-        measure=MeasureOptions(latency_batch_size=8, latency_repeats=3),
+        measure=MeasureOptions(latency_batch_size=8, latency_repeats=3, latency_min_time_ms=50.0),
     )
 
 

@@ -8,6 +8,7 @@ and an executor that fine-tunes netadapt's candidates as Ray tasks); `tune.train
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
@@ -27,8 +28,10 @@ from . import __version__
 from .artifacts import ModelRecipe, save_pruned
 from .baseline import Baseline, BaselineConfig, BaselineStore, CorruptCheckpointError, build_model, load_checkpoint_file
 from .data import Dataset, load_dataset
-from .measure import Measurement, measure
+from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
+from .models import classifier_layer
 from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
+from .plan.latency import LatencyTable, cached_table, predict_ms, table_key
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
 from .prune import Calibration, UnsupportedModelError, get_method
@@ -42,6 +45,7 @@ from .train import TrainRecipe, evaluate, train
 Reporter = Callable[[dict[str, Any]], None]
 CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
 RECALIBRATION_EXAMPLES = 512  # training examples that re-estimate BatchNorm statistics after pruning
+LATENCY_PLANS = 3  # a latency budget: plans made from the table and verified by timing, at most
 # where and how fast a trial runs does not change its result: left out of config_hash
 INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts")
 # (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
@@ -93,8 +97,8 @@ def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
             load_checkpoint_file(probe, spec.baseline.checkpoint)
         example = data.example_inputs(1)
         methods = {name: get_method(name) for name in spec.methods}
-        subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0)
-                    for name, m in methods.items()}
+        subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0,
+                                  spec.prune.round_to) for name, m in methods.items()}
     except (UnsupportedModelError, CorruptCheckpointError) as error:
         raise SpecError(str(error)) from None
     except (ValueError, RuntimeError) as error:
@@ -152,7 +156,21 @@ def derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
         "macs_keep": pruned.macs / base.macs,
         "compression_ratio": base.params / max(pruned.params_nonzero, 1),
         "speedup_theoretical": base.macs / max(pruned.macs, 1),
-        "speedup_measured": base.latency_ms / pruned.latency_ms if pruned.latency_ms else None,
+    }
+
+
+def timing_options(spec: SweepSpec) -> TimingOptions:
+    options = spec.measure
+    return TimingOptions(warmup=options.latency_warmup, min_passes=options.latency_repeats,
+                         min_time_ms=options.latency_min_time_ms)
+
+
+def speed_columns(speed: Speedup) -> dict[str, float]:
+    """The row's latency columns from the interleaved timing of the baseline and the pruned model."""
+    return {
+        "latency_ms": speed.pruned.median_ms, "latency_iqr_ms": speed.pruned.iqr_ms,
+        "baseline_latency_ms": speed.baseline.median_ms, "speedup_measured": speed.median,
+        "speedup_low": speed.low, "speedup_high": speed.high, "latency_keep": 1 / speed.median,
     }
 
 
@@ -212,13 +230,24 @@ class TrialRun:
         seconds_in_sweep = self.context.baseline_seconds.get(self.config.point.seed, 0.0)
         self.row["time_baseline_s"] = seconds_in_sweep + (time.perf_counter() - began)
         self.timing_batch = self.data.val_x[: self.spec.measure.latency_batch_size]
-        self.base = measure(model, self.timing_batch, latency_repeats=self.spec.measure.latency_repeats)
+        self.base = measure(model, self.timing_batch, latency=False)
+        self.reference = copy.deepcopy(model)  # the baseline as loaded, timed beside the pruned model
         self.row.update(baseline_top1=baseline.top1, baseline_top5=baseline.top5, baseline_test_top1=baseline.test_top1,
                         baseline_params=self.base.params, baseline_macs=self.base.macs)
         example = self.data.example_inputs(1)
-        resource = self.base.params if self.metric == "params" else self.base.macs
-        self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource)
+        self.table = self.latency_table(model, device) if self.metric == "latency" else None
+        counted = {"params": self.base.params, "macs": self.base.macs}
+        resource = predict_ms(self.table, model) if self.table is not None else counted[self.metric]
+        self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource,
+                               self.spec.prune.round_to, self.table)
         self.calibration = calibration_of(self.data)
+
+    def latency_table(self, model: torch.nn.Module, device: torch.device) -> LatencyTable:
+        """The model's per-layer latency table on this device and batch size (timed once, then cached)."""
+        spec = self.spec
+        names = {module: name for name, module in model.named_modules()}
+        key = table_key(spec.model, spec.dataset, device, spec.measure.latency_batch_size)
+        return cached_table(self.storage, key, model, self.timing_batch, names[classifier_layer(model)])
 
     def plan(self) -> None:
         """Phase 3: units removed per layer (one-shot schedules), or the pruned model (netadapt)."""
@@ -229,10 +258,27 @@ class TrialRun:
             self.adapted = schedule.adapt(self.subject, config.target_keep, self.spec, self.short_tunes)
             self.removed = self.adapted.removed
             write_steps(self.storage, self.context.sweep, schedule.name, self.trial_id, self.adapted.trace)
+        elif schedule.takes == "budget" and self.table is not None:
+            self.removed = self.plan_latency(schedule.name, config.target_keep)
         else:
             point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
             self.removed = plan_removal(schedule.name, self.subject, point, config.proposal, PlanOptions.of(self.spec))
         self.row["time_prune_s"] = time.perf_counter() - began
+
+    def plan_latency(self, schedule: str, budget: float) -> dict[str, int]:
+        """A latency budget: the table's plan, verified on a pruned copy timed beside the baseline;
+        while the copy's measured latency (median of the pairs) misses the budget, plan again for
+        the budget scaled by budget / measured, at most LATENCY_PLANS times (the table adds layer
+        times, and what it leaves out does not always stay constant)."""
+        asked, options, prune = budget, PlanOptions.of(self.spec), self.method.shape_prune or self.method.prune
+        for _ in range(LATENCY_PLANS):
+            removed = plan_removal(schedule, self.subject, asked, self.config.proposal, options)
+            shaped = prune(copy.deepcopy(self.subject.model), removed, self.calibration)
+            kept = 1 / time_paired(self.reference, shaped, self.timing_batch, timing_options(self.spec)).median
+            if kept <= budget:
+                break
+            asked *= budget / kept
+        return removed
 
     def short_tunes(self, recipe: TrainRecipe) -> ShortTune:
         """netadapt's candidates: as Ray tasks when the runtime has an executor, else one by one here."""
@@ -281,12 +327,17 @@ class TrialRun:
         row["layer_names"], row["layer_ratios"] = layer_ratios(model, self.method, self.removed, self.subject.layers)
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
         row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
-        pruned = measure(model, self.timing_batch, latency_repeats=self.spec.measure.latency_repeats)
-        row["time_eval_s"] = time.perf_counter() - began
+        pruned = measure(model, self.timing_batch, latency=False)
         row.update(dataclasses.asdict(pruned), **derived(self.base, pruned))
+        row.update(speed_columns(time_paired(self.reference, model, self.timing_batch, timing_options(self.spec))))
+        if self.table is not None:
+            row["latency_predicted_ms"] = predict_ms(self.table, model)
+        row["time_eval_s"] = time.perf_counter() - began
         row["status"] = "ok"
         target = self.config.target_keep
-        achieved = row[f"{self.metric}_keep"]  # params_keep counts nonzero parameters
+        # params_keep counts nonzero parameters; a latency is met within its interval (the lowest
+        # latency kept that one paired comparison on this machine supports)
+        achieved = 1 / row["speedup_high"] if self.metric == "latency" else row[f"{self.metric}_keep"]
         if target is not None and achieved > target * (1 + 1e-9):
             raise AssertionError(f"pruned model keeps {achieved:.4f} of {self.metric}, over budget {target}")
 

@@ -1,7 +1,13 @@
+import copy
+
 import torch
 import torch.nn as nn
 
-from prune_ray.measure import SPARSE_INDEX_BYTES, count_macs, count_params, measure
+from prune_ray.measure import (
+    SPARSE_INDEX_BYTES, TimingOptions, count_macs, count_params, measure, time_model, time_paired,
+)
+from prune_ray.prune import apply_pruning
+from prune_ray.prune.unstructured import make_masks_permanent
 
 
 def tiny_model() -> nn.Module:
@@ -30,7 +36,7 @@ def test_params_nonzeros_and_bytes():
     with torch.no_grad():
         model[0].weight.zero_()
         model[0].weight[0, 0, 0, 0] = 1.0  # one nonzero conv weight
-    result = measure(model, torch.randn(4, 1, 4, 4), latency_repeats=3)
+    result = measure(model, torch.randn(4, 1, 4, 4), timing=TimingOptions(min_passes=3, min_time_ms=0))
     conv, bn, linear = 18, 4, 99
     assert result.params == conv + bn + linear
     assert result.params_nonzero == 1 + 2 + int(torch.count_nonzero(model[4].weight)) + int(
@@ -52,3 +58,39 @@ def test_masked_weights_count_as_zeros():
     params, nonzero = count_params(model)
     assert params == 18 + 4 + 99  # weight_orig is not counted twice
     assert nonzero == params - 40 - 2  # 40 masked weights, 2 BN biases at zero
+
+
+# Timing. No test asserts a speed; the one statistical property checked is that two models of
+# identical dense cost get a speedup interval containing 1.0 (the timing's promise on a busy machine).
+
+
+def test_time_model_runs_at_least_the_passes_and_the_time_asked(cnn, digits):
+    options = TimingOptions(warmup=1, min_passes=7, min_time_ms=30.0)
+    timing = time_model(cnn.train(), digits.val_x[:8], options)
+    assert timing.passes >= 7 and timing.total_ms >= 30.0
+    assert 0 < timing.q1_ms <= timing.median_ms <= timing.q3_ms
+    assert cnn.training  # the model's mode is given back
+
+
+def test_time_paired_interleaves_equal_numbers_of_passes(cnn, digits):
+    speed = time_paired(cnn, copy.deepcopy(cnn), digits.val_x[:8], TimingOptions(warmup=0, min_passes=5, min_time_ms=0))
+    assert speed.baseline.passes == speed.pruned.passes == 5  # pairs, the order alternating
+    assert speed.low <= speed.median <= speed.high
+
+
+def test_a_masked_model_and_its_dense_baseline_get_an_interval_containing_one(cnn, digits):
+    batch = digits.val_x[:32]
+    masked = make_masks_permanent(apply_pruning(copy.deepcopy(cnn), "magnitude", 0.9, batch))
+    assert count_params(masked)[1] < 0.2 * count_params(cnn)[1]  # really masked: the dense work is the same
+    speed = time_paired(cnn, masked, batch)
+    assert speed.baseline.passes >= 20
+    assert speed.low <= 1.0 <= speed.high, speed
+
+
+def test_two_structured_methods_at_identical_shapes_get_an_interval_containing_one(cnn, digits):
+    batch = digits.val_x[:32]
+    by_l1 = apply_pruning(copy.deepcopy(cnn), "l1_filter", 0.5, batch)
+    by_fpgm = apply_pruning(copy.deepcopy(cnn), "fpgm", 0.5, batch)
+    assert [p.shape for p in by_l1.parameters()] == [p.shape for p in by_fpgm.parameters()]
+    speed = time_paired(by_l1, by_fpgm, batch)
+    assert speed.low <= 1.0 <= speed.high, speed

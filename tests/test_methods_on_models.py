@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prune_ray.measure import measure
+from prune_ray.measure import TimingOptions, measure
 from prune_ray.models import create_model, list_models
 from prune_ray.prune import UnsupportedModelError, apply_pruning, get_method, list_methods
 from prune_ray.prune.unstructured import make_masks_permanent
@@ -59,7 +59,7 @@ def test_method_invariants_on_model(method_name, model_name, batch):
     ratio = LOWRANK_RATIO if method.granularity == "lowrank" else RATIO
     base = measure(model, x[:1], latency=False)
     pruned = make_masks_permanent(apply_pruning(copy.deepcopy(model), method_name, ratio, x, y))
-    after = measure(pruned, x[:4], latency_repeats=2)
+    after = measure(pruned, x[:4], timing=TimingOptions(min_passes=2, min_time_ms=0))
     assert after.latency_ms is not None and after.latency_ms > 0
     if method.granularity == "unstructured":
         removed = 1 - after.params_nonzero / base.params_nonzero

@@ -24,6 +24,7 @@ import torch.nn as nn
 from ..prune import Layer, PruningMethod
 from ..registry import Registry
 from .budget import ResourceFn, measured_resource_fn
+from .latency import LatencyTable
 
 if TYPE_CHECKING:  # annotations only: spec.py imports this package
     from ..spec import SweepSpec
@@ -72,12 +73,14 @@ class Subject:
     method: PruningMethod
     layers: list[Layer]  # method.layers(model, example)
     example: torch.Tensor  # one input example: traced by torch-pruning, counted for MACs
-    metric: str  # the budgeted resource: "params" (nonzero) or "macs"
+    metric: str  # the budgeted resource: "params" (nonzero), "macs" or "latency" (ms, predicted by `table`)
     baseline_resource: float  # that resource of `model`
+    round_to: int = 1  # every layer keeps a multiple of this many units, or all (prune.round_to)
+    table: LatencyTable | None = None  # metric "latency": the model's latency lookup table
 
     def resource_fn(self) -> ResourceFn:
         """Resource of the model pruned with given counts, measured on a pruned copy."""
-        return measured_resource_fn(self.model, self.method, self.example, self.metric)
+        return measured_resource_fn(self.model, self.method, self.example, self.metric, self.table)
 
 
 @dataclass(frozen=True)

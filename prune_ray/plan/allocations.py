@@ -65,7 +65,7 @@ def _threshold_plan(score_fn):
     def plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
         scores = score_fn(subject.model, subject.method, subject.layers)
         return project_threshold(subject.layers, scores, subject.resource_fn(), budget * subject.baseline_resource,
-                                 max_ratio=subject.method.max_ratio).removed
+                                 max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
     return plan
 
@@ -80,7 +80,7 @@ def _check_scores(schedule: str):
 def _erk(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
     keep = erk_keep(subject.model, subject.layers)
     return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
-                        max_ratio=subject.method.max_ratio).removed
+                        max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
 
 def _check_erk(spec: SweepSpec, subject: Subject) -> None:

@@ -9,6 +9,11 @@ The resource is measured on a really pruned copy of the model, never assumed fro
 removing a fraction p of channels removes about 1-(1-p)^2 of a conv's MACs. One exception is exact
 and cheap: the nonzero parameters a magnitude mask leaves are counted from the weights
 (`nonzero_removed_counter`); the trial measures the pruned model itself against the budget anyway.
+
+Rounding (`round_to` N, torch-pruning's round_to, for vectorised CPU kernels and tensor cores):
+every plan a projection measures keeps a multiple of N units per layer, or all of them (kept
+counts rounded up, so a rounded plan never removes more than asked), and give-backs return a
+layer to its next multiple of N; the projection then meets the budget on rounded plans only.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch.nn as nn
 from ..measure import resource
 from ..prune import Calibration, Layer, PruningMethod, max_counts
 from ..prune.unstructured import nonzero_removed_counter
+from .latency import LatencyTable, predict_ms
 
 ResourceFn = Callable[[Mapping[str, int]], float]  # units removed per layer -> absolute resource
 
@@ -40,11 +46,22 @@ class Projection:
     target: float  # absolute resource the budget allows
 
 
+def model_resource(model: nn.Module, example_inputs: torch.Tensor, metric: str, table: LatencyTable | None = None) -> float:
+    """The budgeted quantity of a model: MACs or nonzero parameters (measure.resource), or for
+    'latency' its latency predicted by the lookup table (plan.latency), in ms."""
+    if metric != "latency":
+        return resource(model, example_inputs, metric)
+    if table is None:
+        raise ValueError("budget metric 'latency' needs the model's latency lookup table")
+    return predict_ms(table, model)
+
+
 def measured_resource_fn(
-    model: nn.Module, method: PruningMethod, example_inputs: torch.Tensor, metric: str
+    model: nn.Module, method: PruningMethod, example_inputs: torch.Tensor, metric: str, table: LatencyTable | None = None
 ) -> ResourceFn:
     """Resource of `model` pruned by `method` with the given counts, measured on a pruned copy
-    (counted, for the nonzero parameters a magnitude mask leaves)."""
+    (counted, for the nonzero parameters a magnitude mask leaves; latency: predicted from the copy's
+    shapes by `table`)."""
     counter = nonzero_removed_counter(model, method) if metric == "params" else None
     if counter is not None:
         dense = resource(model, example_inputs, metric)
@@ -57,7 +74,7 @@ def measured_resource_fn(
         key = tuple(sorted(removed.items()))
         if key not in cache:
             pruned = prune(copy.deepcopy(model), removed, calibration)
-            cache[key] = resource(pruned, example_inputs, metric)
+            cache[key] = model_resource(pruned, example_inputs, metric, table)
         return cache[key]
 
     return resource_of
@@ -88,11 +105,28 @@ def _boundary(inside: int, outside: int, holds: Callable[[int], bool]) -> int:
     return inside
 
 
-def plan(layers: list[Layer], weights: Mapping[str, float], scale: float, max_ratio: float) -> dict[str, int]:
-    return {
+def rounded_removal(units: int, removed: int, round_to: int) -> int:
+    """Units removed once the kept count is rounded up to a multiple of `round_to` (at most all)."""
+    return units - min(units, math.ceil((units - removed) / round_to) * round_to)
+
+
+def rounded(layers: list[Layer], removed: Mapping[str, int], round_to: int) -> dict[str, int]:
+    """A plan with every layer keeping a multiple of `round_to` units, or all of them."""
+    return {layer.name: rounded_removal(layer.units, removed[layer.name], round_to) for layer in layers}
+
+
+def _one_back(units: int, removed: int, round_to: int) -> int:
+    """Units removed after giving one step back: the layer keeps its next multiple of round_to (or all)."""
+    kept = units - removed
+    return units - min(units, (kept // round_to + 1) * round_to)
+
+
+def plan(layers: list[Layer], weights: Mapping[str, float], scale: float, max_ratio: float,
+         round_to: int = 1) -> dict[str, int]:
+    return rounded(layers, {
         layer.name: math.floor(max_ratio * min(1.0, scale * weights[layer.name]) * layer.units + 1e-9)
         for layer in layers
-    }
+    }, round_to)
 
 
 def largest_fitting(plan_at: Callable[[float], dict[str, int]], fitting: float, missing: float, resource_of: ResourceFn,
@@ -114,9 +148,10 @@ def largest_fitting(plan_at: Callable[[float], dict[str, int]], fitting: float, 
     return plan_at(fitting)
 
 
-def finish(layers: list[Layer], removed: dict[str, int], resource_of: ResourceFn, target: float, tolerance: float) -> Projection:
-    """Give single units back (give_back) and report the projection."""
-    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance)
+def finish(layers: list[Layer], removed: dict[str, int], resource_of: ResourceFn, target: float, tolerance: float,
+           round_to: int = 1) -> Projection:
+    """Give single units (or steps of round_to) back (give_back) and report the projection."""
+    removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance, round_to=round_to)
     units = {layer.name: layer.units for layer in layers}
     return Projection(removed, {name: count / units[name] for name, count in removed.items()}, achieved, target)
 
@@ -129,18 +164,19 @@ def project(
     *,
     max_ratio: float,
     tolerance: float = 0.01,
+    round_to: int = 1,
 ) -> Projection:
     """Largest plan of the weights' shape whose resource is <= target (see module docstring)."""
     positive_finite(weights, "shape weights")
     most = 1.0 / min(weights[layer.name] for layer in layers)  # every layer at max_ratio
 
     def plan_at(scale: float) -> dict[str, int]:
-        return plan(layers, weights, scale, max_ratio)
+        return plan(layers, weights, scale, max_ratio, round_to)
 
     _check_reachable(resource_of(plan_at(most)), target, max_ratio)
     removed = plan_at(0.0) if resource_of(plan_at(0.0)) <= target else largest_fitting(
         plan_at, most, 0.0, resource_of, target, tolerance)
-    return finish(layers, removed, resource_of, target, tolerance)
+    return finish(layers, removed, resource_of, target, tolerance, round_to)
 
 
 def give_back(
@@ -151,22 +187,24 @@ def give_back(
     resource_of: ResourceFn,
     tolerance: float,
     max_rounds: int = 6,
+    round_to: int = 1,
 ) -> tuple[dict[str, int], float]:
     """Return units to layers while the resource stays <= target, until within `tolerance` of it.
 
-    Each round measures what giving back one unit costs in each layer (one pruned copy per layer),
-    plans a sequence of give-backs that fills the gap with the biggest steps first, and keeps the
-    longest prefix of that sequence whose measured resource still fits (binary search, since the
-    resource only grows along the sequence).
+    Each round measures what giving back one unit (or one step to the next multiple of round_to)
+    costs in each layer (one pruned copy per layer), plans a sequence of give-backs that fills the
+    gap with the biggest steps first, and keeps the longest prefix of that sequence whose measured
+    resource still fits (binary search, since the resource only grows along the sequence).
     """
     removed = dict(removed)
+    units = {layer.name: layer.units for layer in layers}
     for _ in range(max_rounds):
         if achieved >= target * (1 - tolerance):
             break
         step = {}
         for layer in layers:
             if removed[layer.name] > 0:
-                value = resource_of({**removed, layer.name: removed[layer.name] - 1})
+                value = resource_of({**removed, layer.name: _one_back(layer.units, removed[layer.name], round_to)})
                 if achieved < value <= target:
                     step[layer.name] = value - achieved
         if not step:
@@ -174,14 +212,14 @@ def give_back(
         sequence: list[str] = []
         room = target - achieved
         for name in sorted(step, key=step.__getitem__, reverse=True):
-            count = min(removed[name], int(room // step[name]))
+            count = min(math.ceil(removed[name] / round_to), int(room // step[name]))
             sequence += [name] * count
             room -= count * step[name]
 
         def after(prefix: int) -> dict[str, int]:
             result = dict(removed)
             for name in sequence[:prefix]:
-                result[name] -= 1
+                result[name] = _one_back(units[name], result[name], round_to)
             return result
 
         # a single give-back fits by construction; the whole sequence may not
@@ -200,6 +238,7 @@ def project_threshold(
     *,
     max_ratio: float,
     tolerance: float = 0.01,
+    round_to: int = 1,
 ) -> Projection:
     """One threshold across layers: remove every unit scoring below t (at most max_ratio of a
     layer), with the smallest t whose resource is <= target (bisection over the sorted scores),
@@ -210,12 +249,13 @@ def project_threshold(
 
     def plan_at(position: int) -> dict[str, int]:
         if position >= len(merged):
-            return dict(caps)
+            return rounded(layers, caps, round_to)
         threshold = merged[position]
-        return {name: min(caps[name], int(torch.searchsorted(values, threshold))) for name, values in ordered.items()}
+        removed = {name: min(caps[name], int(torch.searchsorted(values, threshold))) for name, values in ordered.items()}
+        return rounded(layers, removed, round_to)
 
     _check_reachable(resource_of(plan_at(len(merged))), target, max_ratio)
     fits = lambda position: resource_of(plan_at(position)) <= target  # noqa: E731
     removed = plan_at(0) if fits(0) else plan_at(_boundary(len(merged), 0, fits))
-    return finish(layers, removed, resource_of, target, tolerance)
+    return finish(layers, removed, resource_of, target, tolerance, round_to)
 

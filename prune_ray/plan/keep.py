@@ -17,7 +17,7 @@ from typing import Mapping
 import torch.nn as nn
 
 from ..prune import Layer, max_counts
-from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting, positive_finite
+from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting, positive_finite, rounded
 
 
 def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
@@ -25,13 +25,15 @@ def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]
     return {layer.name: 1 - removed[layer.name] / layer.units for layer in layers}
 
 
-def counts_at(layers: list[Layer], keep: Mapping[str, float], scale: float, caps: Mapping[str, int]) -> dict[str, int]:
-    """Units removed per layer when each keeps keep_i * exp(scale), at most 1 (caps: most removable)."""
+def counts_at(layers: list[Layer], keep: Mapping[str, float], scale: float, caps: Mapping[str, int],
+              round_to: int = 1) -> dict[str, int]:
+    """Units removed per layer when each keeps keep_i * exp(scale), at most 1 (caps: most removable),
+    the kept counts rounded up to multiples of round_to."""
     removed = {}
     for layer in layers:
         kept = min(1.0, keep[layer.name] * math.exp(scale))
         removed[layer.name] = min(caps[layer.name], max(0, math.floor((1 - kept) * layer.units + 1e-9)))
-    return removed
+    return rounded(layers, removed, round_to)
 
 
 def project_keep(
@@ -42,21 +44,22 @@ def project_keep(
     *,
     max_ratio: float,
     tolerance: float = 0.01,
+    round_to: int = 1,
 ) -> Projection:
     """The largest log-scale c whose plan keep_i * exp(c) (each layer within [1 - max_ratio, 1])
     has a measured resource <= target; then single units given back (see module docstring)."""
     positive_finite(keep, "kept fractions")
     caps = max_counts(layers, max_ratio)
-    _check_reachable(resource_of(dict(caps)), target, max_ratio)
+    _check_reachable(resource_of(rounded(layers, caps, round_to)), target, max_ratio)
     at_caps = math.log((1 - max_ratio) / max(keep[layer.name] for layer in layers)) - 1e-6  # every layer at its cap
     whole = math.log(1.0 / min(keep[layer.name] for layer in layers))  # every layer whole
 
     def plan_at(scale: float) -> dict[str, int]:
-        return counts_at(layers, keep, scale, caps)
+        return counts_at(layers, keep, scale, caps, round_to)
 
     removed = plan_at(whole) if resource_of(plan_at(whole)) <= target else largest_fitting(
         plan_at, at_caps, whole, resource_of, target, tolerance)
-    return finish(layers, removed, resource_of, target, tolerance)
+    return finish(layers, removed, resource_of, target, tolerance, round_to)
 
 
 def erk_keep(model: nn.Module, layers: list[Layer]) -> dict[str, float]:

@@ -18,11 +18,13 @@ import torch
 import torch.nn as nn
 
 from ..data import Dataset
-from ..measure import resource
 from ..prune import Calibration, PruningMethod, max_counts
 from ..train import TrainRecipe, evaluate, train
 from . import Adapted, Schedule, Subject, register_schedule
-from .budget import BudgetUnreachableError, _boundary, _check_reachable, measured_resource_fn
+from .budget import (
+    BudgetUnreachableError, _boundary, _check_reachable, measured_resource_fn, model_resource, rounded, rounded_removal,
+)
+from .latency import LatencyTable
 
 if TYPE_CHECKING:
     from ..spec import SweepSpec
@@ -98,23 +100,25 @@ def local_short_tune(
 
 def _candidates(
     current: nn.Module, method: PruningMethod, example: torch.Tensor, metric: str, step_target: float,
-    caps: dict[str, int],
+    caps: dict[str, int], round_to: int = 1, table: LatencyTable | None = None,
 ) -> list[Candidate]:
     """Per layer, the fewest units that alone bring the resource to `step_target`; if no layer can,
-    every layer at its cap (the largest single-layer cuts), so the resource still falls."""
-    resource_of = measured_resource_fn(current, method, example, metric)
+    every layer at its cap (the largest single-layer cuts), so the resource still falls. With
+    round_to, a candidate's layer keeps a multiple of round_to units (or all of them)."""
+    resource_of = measured_resource_fn(current, method, example, metric, table)
     fitting, largest = [], []
     for layer in method.layers(current, example):
         if layer.name not in caps:
             raise RuntimeError(f"layer {layer.name!r} is not in the original model; netadapt needs stable layer names")
-        cap = caps[layer.name]
+        at = lambda k, units=layer.units: rounded_removal(units, k, round_to)  # noqa: E731
+        cap = at(caps[layer.name])
         if cap <= 0:
             continue
         at_cap = resource_of({layer.name: cap})
         largest.append(Candidate(layer.name, cap, at_cap))
         if at_cap <= step_target:  # removing 0 units misses the target (achieved > step_target)
-            fits = lambda k, name=layer.name: resource_of({name: k}) <= step_target  # noqa: E731
-            fewest = _boundary(cap, 0, fits)
+            fits = lambda k, name=layer.name, at=at: resource_of({name: at(k)}) <= step_target  # noqa: E731
+            fewest = at(_boundary(caps[layer.name], 0, fits))
             fitting.append(Candidate(layer.name, fewest, resource_of({layer.name: fewest})))
     return fitting or largest
 
@@ -128,9 +132,12 @@ def netadapt(
     step_fraction: float,
     short_tune: ShortTune,
     on_step: Callable[[Step], None] = lambda step: None,
+    round_to: int = 1,
+    table: LatencyTable | None = None,
 ) -> NetAdaptResult:
     """Prune `model` to at most `budget` x its resource, step_fraction x the baseline per step (the
-    last step lands on the budget). `model` itself is never changed: candidates are pruned copies."""
+    last step lands on the budget), every layer keeping a multiple of round_to units (or all).
+    `model` itself is never changed: candidates are pruned copies."""
     if method.granularity == "lowrank":
         raise ValueError(
             f"netadapt prunes a layer again and again, and {method.name!r} factorises (lowrank) once; "
@@ -140,20 +147,21 @@ def netadapt(
         raise ValueError(f"budget {budget} is outside (0, 1]")
     if not 0 < step_fraction < 1:
         raise ValueError(f"step_fraction {step_fraction} is outside (0, 1)")
-    baseline = resource(model, example, metric)
+    baseline = model_resource(model, example, metric, table)
     target = budget * baseline
     original_layers = method.layers(model, example)
     original = {layer.name: layer.units for layer in original_layers}
     # max_ratio is relative to the original layer, for masks and removed channels alike
     most = max_counts(original_layers, method.max_ratio)
     # fail before any fine-tuning: every layer at its cap is the smallest model netadapt can reach
-    _check_reachable(measured_resource_fn(model, method, example, metric)(most), target, method.max_ratio)
+    _check_reachable(measured_resource_fn(model, method, example, metric, table)(rounded(original_layers, most, round_to)),
+                     target, method.max_ratio)
     removed = dict.fromkeys(original, 0)
     current, achieved, steps = model, baseline, []
     while achieved > target:
         step_target = max(target, achieved - step_fraction * baseline)
         caps = {name: most[name] - removed[name] for name in original}
-        candidates = _candidates(current, method, example, metric, step_target, caps)
+        candidates = _candidates(current, method, example, metric, step_target, caps, round_to, table)
         if not candidates:
             raise BudgetUnreachableError(
                 f"budget unreachable: every layer at max ratio {method.max_ratio} keeps {achieved / baseline:.4g} > {budget}"
@@ -164,7 +172,7 @@ def netadapt(
         winner, outcome = max(zip(candidates, outcomes), key=lambda pair: (pair[1].top1, -pair[0].resource))
         current = outcome.fetch()
         removed[winner.layer] += winner.removed
-        previous, achieved = achieved, resource(current, example, metric)  # the real model, not the estimate
+        previous, achieved = achieved, model_resource(current, example, metric, table)  # the real model, not the estimate
         if achieved >= previous:
             raise RuntimeError(f"step {len(steps) + 1} did not shrink the {metric}: {achieved:.6g} >= {previous:.6g}")
         processes = len({o.process for o in outcomes if o.process})
@@ -185,7 +193,7 @@ def _adapt(subject: Subject, budget: float, spec: SweepSpec, short_tunes: ShortT
     recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0)
     short_tune = short_tunes(recipe)
     result = netadapt(subject.model, subject.method, subject.example, subject.metric, budget,
-                      spec.netadapt.step_fraction, short_tune)
+                      spec.netadapt.step_fraction, short_tune, round_to=subject.round_to, table=subject.table)
     trace = [dataclasses.asdict(step) | {"step": step.index} for step in result.steps]
     for row in trace:
         row.pop("index")

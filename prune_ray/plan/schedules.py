@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from ..prune import Layer, ratios_to_counts
 from . import Dimension, PlanOptions, Proposal, Schedule, Subject, register_schedule
-from .budget import project
+from .budget import project, rounded
 from .keep import project_keep
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ def _projected(weights_of):
     def plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
         weights = weights_of(subject, proposal)
         target = budget * subject.baseline_resource
-        return project(subject.layers, weights, subject.resource_fn(), target, max_ratio=subject.method.max_ratio).removed
+        return project(subject.layers, weights, subject.resource_fn(), target, max_ratio=subject.method.max_ratio,
+                       round_to=subject.round_to).removed
 
     return plan
 
@@ -63,7 +64,7 @@ def _conv_fc_space(subject: Subject, options: PlanOptions) -> dict[str, Dimensio
 
 
 def _fixed(subject: Subject, ratios: float | Mapping[str, float], proposal: Proposal, options: PlanOptions) -> dict[str, int]:
-    return ratios_to_counts(ratios, subject.layers, subject.method.max_ratio)
+    return rounded(subject.layers, ratios_to_counts(ratios, subject.layers, subject.method.max_ratio), subject.round_to)
 
 
 def _check_fixed(spec: SweepSpec, subject: Subject) -> None:
@@ -78,7 +79,7 @@ def _sensitivity(subject: Subject, budget: float, proposal: Proposal, options: P
     """The scan's kept fractions (the proposal's values, one per layer) scaled to the budget."""
     keep = {layer.name: float(proposal.values.get(shape_key(i), 1.0)) for i, layer in enumerate(subject.layers)}
     return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
-                        max_ratio=subject.method.max_ratio).removed
+                        max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
 
 def _always(spec: SweepSpec) -> bool:

@@ -49,7 +49,7 @@ def _plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOpti
     keep = {layer.name: max(prior_keep[layer.name], 1 - subject.method.max_ratio) * math.exp(theta)
             for layer, theta in zip(subject.layers, thetas)}
     return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
-                        max_ratio=subject.method.max_ratio).removed
+                        max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
 
 def _check(spec: SweepSpec, subject: Subject) -> None:

@@ -18,6 +18,9 @@ from .storage import Storage, open_storage
 
 # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage;
 # v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 model_uri, file_bytes
+# (saved models), latency timed in
+# interleaved pairs: baseline_latency_ms, latency_iqr_ms, speedup_low, speedup_high, latency_keep; budget
+# metric latency and its latency_predicted_ms
 SCHEMA_VERSION = 6
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
@@ -71,11 +74,17 @@ TRIAL_SCHEMA = pa.schema(
         ("latency_ms", pa.float64()),
         ("model_uri", pa.string()),  # directory of the saved pruned model (load_pruned); null when none is kept
         ("file_bytes", pa.int64()),  # bytes of its files as written (weights + plan)
+        ("latency_iqr_ms", pa.float64()),
+        ("baseline_latency_ms", pa.float64()),
+        ("latency_predicted_ms", pa.float64()),
         ("params_keep", pa.float64()),
         ("macs_keep", pa.float64()),
+        ("latency_keep", pa.float64()),
         ("compression_ratio", pa.float64()),
         ("speedup_theoretical", pa.float64()),
         ("speedup_measured", pa.float64()),
+        ("speedup_low", pa.float64()),
+        ("speedup_high", pa.float64()),
         ("time_baseline_s", pa.float64()),
         ("time_prune_s", pa.float64()),
         ("time_finetune_s", pa.float64()),

@@ -1,0 +1,48 @@
+"""A latency-budgeted sweep on digits (structured methods) meets its budget on measured latency,
+within the interval the trial reports, through the CLI and a real local Ray."""
+
+import glob
+
+import pytest
+
+from fixtures import run_sweep_cli as sweep
+from prune_ray.results import read_results
+
+pytestmark = pytest.mark.ray
+
+BUDGET = 0.7
+SPEC = f"""
+name: latency
+methods: [l1_filter, fpgm]
+budgets: [{BUDGET}]
+budget_metric: latency
+schedule: uniform
+baseline: {{train: {{epochs: 2}}}}
+finetune: {{epochs: 1}}
+measure: {{latency_batch_size: 256}}
+"""
+
+
+def test_a_latency_budget_is_met_on_the_measured_latency(tmp_path, ray_env):
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results", "--name", "latency")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    frame = read_results(str(tmp_path / "results"), "latency")
+    assert len(frame) == 2 and (frame["status"] == "ok").all(), frame["error"].tolist()
+    for _, row in frame.iterrows():
+        assert row["budget_metric"] == "latency"
+        # measured, paired with the baseline: the fastest the interval allows is within the budget
+        assert 1 / row["speedup_high"] <= BUDGET, (row["method"], row["speedup_low"], row["speedup_high"])
+        assert row["latency_keep"] == pytest.approx(1 / row["speedup_measured"])
+        assert 0 < row["latency_predicted_ms"] < row["baseline_latency_ms"] * 1.5  # the table's prediction, recorded
+        assert row["macs_keep"] < 1
+    # one table per model, dataset, device and batch size, in the storage
+    assert len(glob.glob(str(tmp_path / "results" / "latency" / "digits_cnn-digits-cpu*-b256.json"))) == 1
+
+
+def test_a_latency_budget_with_an_unstructured_method_exits_2_before_ray(tmp_path, ray_env):
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("[l1_filter, fpgm]", "[l1_filter, magnitude]"))
+    result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("prune_ray.sweep: error: budget_metric 'latency' cannot be met by unstructured")
+    assert not (tmp_path / "results").exists()
