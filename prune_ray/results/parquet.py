@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from .storage import Storage, open_storage
 
 # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage;
-# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 model_uri, file_bytes
+# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 model_uri, file_bytes,
+# data_loader (v6 not yet released when it came: one bump for the saved models and the loaders)
 SCHEMA_VERSION = 6
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
@@ -81,6 +82,7 @@ TRIAL_SCHEMA = pa.schema(
         ("time_finetune_s", pa.float64()),
         ("time_eval_s", pa.float64()),
         ("device", pa.string()),
+        ("data_loader", pa.string()),  # loader that fed training: device (tensors on the device) or stream (DataLoader)
         ("node", pa.string()),
         ("torch_version", pa.string()),
         ("ray_version", pa.string()),
