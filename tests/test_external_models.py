@@ -162,3 +162,31 @@ def test_hub_model_saved_and_reloaded_by_load_pruned(tmp_path, name, args):
         pytest.importorskip("timm")
     shape = {"num_classes": 10, "in_channels": 3, "image_size": 16}
     _roundtrip(tmp_path, name, shape, args, "l1_filter", 0.3)
+
+
+@pytest.mark.parametrize("case", ["factory raises", "method cannot prune a layer", "unreadable image"])
+def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case):
+    """What a user sees: exit status 2, one line on stderr naming the problem, nothing written."""
+    import subprocess
+
+    from fixtures import write_image_folder
+
+    write_user_net(tmp_path)
+    spec, fragment = {
+        "factory raises": ("model: net.py:broken\n", "the factory raised ValueError: width must be even"),
+        "method cannot prune a layer": ("model: 'timm:test_vit'\nmodel_args: {img_size: 8, patch_size: 4}\nmethods: [taylor]\n",
+                                        "method 'taylor' cannot prune layer 'blocks.0.attn.qkv'"),
+        "unreadable image": ("model: net.py:make\ndataset: imagefolder\ndata: {root: images, image_size: 8}\n",
+                             f"image {tmp_path / 'images' / 'train' / 'cat' / '0.png'} is unreadable"),
+    }[case]
+    if case == "method cannot prune a layer":
+        pytest.importorskip("timm")
+    write_image_folder(tmp_path / "images", per_class=3)
+    (tmp_path / "images" / "train" / "cat" / "0.png").write_bytes(b"truncated")
+    (tmp_path / "spec.yaml").write_text(spec)
+    result = subprocess.run([sys.executable, "-m", "prune_ray.sweep", "spec.yaml", "--storage", "results"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("prune_ray.sweep: error:")]
+    assert result.returncode == 2, result.stderr
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "results").exists()

@@ -32,6 +32,7 @@ def unsupported_reason(method: str, model: torch.nn.Module) -> str | None:
 
 
 # model string -> (model_args, {method: words of its one-line error} for the methods that cannot prune it)
+FAST_EXTERNAL_METHODS = ("magnitude", "l1_filter")
 STRUCTURED = [name for name in list_methods() if get_method(name).granularity == "structured"]
 EXTERNAL_MODELS = {
     "timm:test_resnet": ({}, {}),
@@ -69,8 +70,10 @@ def test_method_invariants_on_model(method_name, model_name, batch):
 def _external_params():
     for model, (_, unsupported) in EXTERNAL_MODELS.items():
         for method in list_methods():
-            lowrank = get_method(method).granularity == "lowrank"  # CP-ALS on every conv: tens of seconds
-            marks = [pytest.mark.slow] if lowrank and model != "user" else []
+            # the fast tier: the user's small net, the refusals, and one method of each granularity per hub
+            # model (CP-ALS on every conv of a hub model takes tens of seconds)
+            fast = model == "user" or method in unsupported or method in FAST_EXTERNAL_METHODS
+            marks = [] if fast else [pytest.mark.slow]
             yield pytest.param(model, method, unsupported.get(method), marks=marks, id=f"{model}-{method}")
 
 
