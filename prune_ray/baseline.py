@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pickle
+import re
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -40,14 +42,24 @@ class BaselineConfig:
     data: DataOptions
     recipe: TrainRecipe
     seed: int
+    model_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of a non-zoo model's factory
 
     @property
     def key(self) -> str:
         identity = {"format": STORE_FORMAT, **dataclasses.asdict(self)}
         identity["data"].pop("download")  # downloading or not yields the same files
         identity["data"].pop("root")  # where the files are does not change them
-        blob = json.dumps(identity, sort_keys=True).encode()
-        return f"{self.model}-{self.dataset}-{hashlib.sha256(blob).hexdigest()[:16]}"
+        for incidental in ("loader", "workers"):  # device or streaming loader: the same batches
+            identity["data"].pop(incidental, None)
+        for unset in ("image_size", "mean", "std"):  # imagefolder's options: absent (so unchanged) elsewhere
+            if identity["data"].get(unset, 0) is None:
+                identity["data"].pop(unset)
+        if not self.model_args:  # keys from before model_args existed stay valid
+            identity.pop("model_args")
+        blob = json.dumps(identity, sort_keys=True, default=str).encode()
+        # a directory name: an import path's slashes and colon become '_' (the hash tells them apart)
+        model = re.sub(r"[^A-Za-z0-9_.-]", "_", self.model.rpartition("/")[2])[-48:]
+        return f"{model}-{self.dataset}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,8 @@ class Baseline:
 
 def build_model(config: BaselineConfig, data: Dataset) -> nn.Module:
     return create_model(
-        config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size
+        config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size,
+        model_args=config.model_args,
     )
 
 
@@ -88,8 +101,13 @@ def load_checkpoint_file(model: nn.Module, path: str) -> nn.Module:
                 state = state["state_dict"]
     except FileNotFoundError:
         raise CorruptCheckpointError(f"checkpoint {path} does not exist") from None
+    except pickle.UnpicklingError:  # weights_only refuses anything but tensors and plain containers
+        raise CorruptCheckpointError(
+            f"checkpoint {path} pickles code, not only tensors (torch.load weights_only refuses it): save model.state_dict()"
+        ) from None
     except Exception as error:  # any unreadable file: name it, never fall back silently
-        raise CorruptCheckpointError(f"checkpoint {path} is unreadable: {type(error).__name__}: {error}") from None
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise CorruptCheckpointError(f"checkpoint {path} is unreadable: {type(error).__name__}: {first}") from None
     if not isinstance(state, dict):
         raise CorruptCheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
     return load_state(model, state, path)
@@ -123,7 +141,7 @@ class BaselineStore:
         train_fn: Callable[..., object] = train,
     ) -> Baseline:
         torch.manual_seed(config.seed)
-        model = build_model(config, data).to(data.train_x.device)
+        model = build_model(config, data).to(data.device)
         began = time.perf_counter()
         train_fn(model, data, config.recipe, seed=config.seed)
         seconds = time.perf_counter() - began

@@ -12,15 +12,15 @@ import dataclasses
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 
-from .data import DataOptions, list_datasets
-from .models import list_models
+from .data import DataOptions
 from .plan import get_schedule, list_schedules
 from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
+from .spec_inputs import ModelArg, check_inputs
 from .train import LR_SCHEDULES, TrainRecipe
 
 # auto: macs for structured, params for unstructured; latency: measured on the trial's device
@@ -116,7 +116,9 @@ class Resources:
 @dataclass(frozen=True)
 class SweepSpec:
     name: str = "default"  # sweep name: results go to <storage>/<name>-<timestamp>/ unless --name
+    # a zoo name, 'package.module:factory', 'path/to/net.py:factory', 'timm:<name>' or 'torchvision:<name>'
     model: str = "digits_cnn"
+    model_args: dict[str, ModelArg] = field(default_factory=dict)  # keyword arguments of a non-zoo model's factory
     dataset: str = "digits"
     data: DataOptions = DataOptions()
     methods: tuple[str, ...] = ("magnitude", "l1_filter")
@@ -334,8 +336,10 @@ def _validate_round_to(spec: SweepSpec) -> None:
 def validate(spec: SweepSpec) -> None:
     if not NAME_PATTERN.match(spec.name):
         raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
-    _choice(spec.model, list_models(), "model")
-    _choice(spec.dataset, list_datasets(), "dataset")
+    try:
+        check_inputs(spec)  # model, model_args, dataset and data options
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     for field_name in ("methods", "prune_steps", "seeds"):
         if not getattr(spec, field_name):
             raise SpecError(f"{field_name}: must list at least one value, got []")

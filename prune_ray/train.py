@@ -1,7 +1,8 @@
 """One readable training loop for baselines and fine-tuning, and evaluation (plain PyTorch).
 
-Hyperparameters live in `TrainRecipe`; every other knob is derived from it. The data are tensors
-already on the device (see prune_ray.data), so an epoch is a loop over index slices.
+Hyperparameters live in `TrainRecipe`; every other knob is derived from it. Batches come from the
+loader the dataset was placed for (prune_ray.data.loaders: slices of tensors on the device, or a
+streaming DataLoader); evaluation runs on tensors on the device.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import BatchLoader, Dataset
+from .data import Dataset
+from .data.loaders import training_batches
 
 LR_SCHEDULES = ("cosine", "step", "constant")
 
@@ -122,8 +124,8 @@ def train(
     Raises DivergedError on a NaN/inf loss, so callers can record a failed run instead of crashing.
     """
     torch.manual_seed(seed)
-    cuda = data.train_x.is_cuda
-    loader = BatchLoader(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed, augment=data.augment)
+    cuda = data.device.type == "cuda"
+    loader = training_batches(data, recipe.batch_size, seed)  # the device's or the streaming loader (data.loader)
     if cuda:  # tensor cores prefer NHWC while training; bf16 autocast keeps fp32 master weights
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -146,7 +148,7 @@ def train(
             before_epoch(epoch)
         began = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros((), device=data.train_x.device)
+        loss_sum = torch.zeros((), device=data.device)
         for inputs, targets in loader:
             if cuda:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -27,14 +27,15 @@ import torch
 from . import __version__
 from .artifacts import ModelRecipe, save_pruned
 from .baseline import Baseline, BaselineConfig, BaselineStore, CorruptCheckpointError, build_model, load_checkpoint_file
-from .data import Dataset, load_dataset
+from .data import BadDatasetError, Dataset, load_dataset
+from .data.loaders import resolve_loader
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
-from .models import classifier_layer
+from .models import ModelSourceError, classifier_layer
 from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
 from .plan.latency import LatencyTable, cached_table, predict_ms, table_key
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
-from .prune import Calibration, UnsupportedModelError, get_method
+from .prune import Calibration, UnsupportedModelError, check_prunable, get_method
 from .prune.iterative import Cadence, FineTune, evaluate_pruned, prune_and_finetune
 from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
 from .results.parquet import write_epochs, write_steps, write_trial
@@ -70,14 +71,14 @@ class Runtime:
 
 
 def baseline_config(spec: SweepSpec, seed: int) -> BaselineConfig:
-    return BaselineConfig(spec.model, spec.dataset, spec.data, spec.baseline.train, seed)
+    return BaselineConfig(spec.model, spec.dataset, spec.data, spec.baseline.train, seed, dict(spec.model_args))
 
 
 def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
     """The spec's checkpoint file if it names one, else the store's baseline (trained if absent)."""
     config = baseline_config(spec, seed)
     if spec.baseline.checkpoint:
-        model = load_checkpoint_file(build_model(config, data), spec.baseline.checkpoint).to(data.train_x.device)
+        model = load_checkpoint_file(build_model(config, data), spec.baseline.checkpoint).to(data.device)
         top1, top5 = evaluate(model, data.val_x, data.val_y)
         test_top1, _ = evaluate(model, data.test_x, data.test_y)
         return Baseline(model, f"file:{spec.baseline.checkpoint}", top1, top5, test_top1, 0.0, trained_now=False)
@@ -89,7 +90,10 @@ def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
     """Build the spec's model on its data (and load baseline.checkpoint into it, if named) and check
     every method and the schedule against it, before Ray starts (SpecError, one line). Returns per method the values a search proposes per
     trial, or None when the schedule is not searched."""
-    data = load_dataset(spec.dataset, spec.data)
+    try:
+        data = load_dataset(spec.dataset, spec.data)
+    except BadDatasetError as error:  # an unreadable image, say: one line naming it
+        raise SpecError(str(error)) from None
     schedule = get_schedule(spec.schedule)
     try:
         probe = build_model(baseline_config(spec, spec.seeds[0]), data)
@@ -99,7 +103,9 @@ def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
         methods = {name: get_method(name) for name in spec.methods}
         subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0,
                                   spec.prune.round_to) for name, m in methods.items()}
-    except (UnsupportedModelError, CorruptCheckpointError) as error:
+        for name, subject in subjects.items():  # one layer it cannot prune: one line naming both
+            check_prunable(methods[name], probe, subject.layers, example)
+    except (UnsupportedModelError, CorruptCheckpointError, ModelSourceError) as error:
         raise SpecError(str(error)) from None
     except (ValueError, RuntimeError) as error:
         raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
@@ -119,7 +125,8 @@ def trial_device(spec: SweepSpec) -> torch.device:
 
 @functools.lru_cache(maxsize=2)
 def _dataset_on(name: str, options, device: str) -> Dataset:
-    return load_dataset(name, options).to(device)
+    data = load_dataset(name, options)
+    return data.placed(torch.device(device), resolve_loader(options.loader, data, torch.device(device)), options.workers)
 
 
 def trial_data(spec: SweepSpec) -> Dataset:
@@ -129,7 +136,7 @@ def trial_data(spec: SweepSpec) -> Dataset:
 
 
 def calibration_of(data: Dataset) -> Calibration:
-    return Calibration(data.train_x[:CALIBRATION_EXAMPLES], data.train_y[:CALIBRATION_EXAMPLES])
+    return Calibration(*data.train_head(CALIBRATION_EXAMPLES))
 
 
 def _now() -> datetime.datetime:
@@ -224,6 +231,7 @@ class TrialRun:
         device = trial_device(self.spec)
         self.row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
         self.data = trial_data(self.spec)
+        self.row["data_loader"] = self.data.loader
         began = time.perf_counter()
         baseline = obtain_baseline(self.spec, self.data, self.config.point.seed)
         model = baseline.model.to(device)
@@ -290,7 +298,7 @@ class TrialRun:
         """Phase 4: prune the baseline as planned (once, or in cycles/agp steps) and fine-tune."""
         began = time.perf_counter()
         tuning = FineTune(self.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned,
-                          recalibration=self.data.train_x[:RECALIBRATION_EXAMPLES])
+                          recalibration=self.data.train_head(RECALIBRATION_EXAMPLES)[0])
         if self.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
             self.model = self.adapted.model
             evaluate_pruned(self.model, tuning)
@@ -347,7 +355,7 @@ class TrialRun:
         if self.spec.artifacts.save == "none":
             return
         data = self.data
-        recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size)
+        recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size, dict(self.spec.model_args))
         saved = save_pruned(self.storage, (self.context.sweep, "models", self.trial_id), self.model, recipe,
                             self.method.name, data.example_inputs(1))
         self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)

@@ -71,3 +71,20 @@ def run_sweep_cli(env: dict, cwd, *args: str):
     return subprocess.run(
         [sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=900
     )
+
+
+def write_image_folder(root, splits=("train",), per_class: int = 12, classes=("cat", "dog", "owl"), size: int = 8,
+                       seed: int = 0) -> None:
+    """PNG files in torchvision's ImageFolder layout: <root>/<split>/<class>/<n>.png, RGB, each class
+    a learnable colour (its channel brighter) plus noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for index, name in enumerate(classes):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for n in range(per_class):
+                pixels = rng.integers(0, 120, (size, size, 3))
+                pixels[:, :, index % 3] += 120
+                Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"{n}.png"))

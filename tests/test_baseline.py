@@ -79,7 +79,7 @@ def test_user_checkpoints_load_without_unpickling_code(tmp_path):
 
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps(Payload()))
-    with pytest.raises(CorruptCheckpointError, match="evil.pt is unreadable"):
+    with pytest.raises(CorruptCheckpointError, match="evil.pt pickles code, not only tensors"):
         load_checkpoint_file(model, str(evil))
 
     wrong = tmp_path / "wrong.pt"

@@ -1,4 +1,5 @@
-"""Every registered pruning method on every registered model (both registries parametrise it).
+"""Every registered pruning method on every registered model (both registries parametrise it),
+and on models from outside the zoo (timm, torchvision, a user's file).
 
 Inputs are 3x8x8 (every model runs at that size) so the whole matrix stays cheap on a CPU; the
 invariants do not depend on the image size.
@@ -12,8 +13,9 @@ import torch.nn.functional as F
 
 from prune_ray.measure import TimingOptions, measure
 from prune_ray.models import create_model, list_models
-from prune_ray.prune import UnsupportedModelError, apply_pruning, get_method, list_methods
+from prune_ray.prune import UnsupportedModelError, apply_pruning, check_prunable, get_method, list_methods
 from prune_ray.prune.unstructured import make_masks_permanent
+from user_models import write_user_net
 
 FAST_MODELS = ("digits_cnn", "lenet5", "resnet20", "vgg11_bn", "mobilenetv2", "densenet")  # the fast tier's cut
 RATIO = 0.3
@@ -27,6 +29,20 @@ def unsupported_reason(method: str, model: torch.nn.Module) -> str | None:
     if method == "slimming" and not has_bn:
         return "has no BatchNorm layer"
     return None
+
+
+# model string -> (model_args, {method: words of its one-line error} for the methods that cannot prune it)
+FAST_EXTERNAL_METHODS = ("magnitude", "l1_filter")
+STRUCTURED = [name for name in list_methods() if get_method(name).granularity == "structured"]
+EXTERNAL_MODELS = {
+    "timm:test_resnet": ({}, {}),
+    "torchvision:mobilenet_v3_small": ({"width_mult": 0.25}, {}),
+    # torch-pruning removes single qkv outputs, and the attention's reshape into heads breaks
+    "timm:test_vit": ({"img_size": SIZE, "patch_size": 4},
+                      {m: "cannot prune layer 'blocks.0.attn.qkv' of VisionTransformer" for m in STRUCTURED if m != "slimming"}
+                      | {"slimming": "has no BatchNorm layer"}),
+    "user": ({"width": 8}, {}),
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +59,47 @@ def test_method_invariants_on_model(method_name, model_name, batch):
     x, y = batch
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=CLASSES, in_channels=CHANNELS, image_size=SIZE).eval()
-    method = get_method(method_name)
     reason = unsupported_reason(method_name, model)
     if reason:
         with pytest.raises(UnsupportedModelError, match=reason):
             apply_pruning(copy.deepcopy(model), method_name, RATIO, x, y)
         return
+    check_invariants(model, method_name, x, y)
+
+
+def _external_params():
+    for model, (_, unsupported) in EXTERNAL_MODELS.items():
+        for method in list_methods():
+            # the fast tier: the user's small net, the refusals, and one method of each granularity per hub
+            # model (CP-ALS on every conv of a hub model takes tens of seconds)
+            fast = model == "user" or method in unsupported or method in FAST_EXTERNAL_METHODS
+            marks = [] if fast else [pytest.mark.slow]
+            yield pytest.param(model, method, unsupported.get(method), marks=marks, id=f"{model}-{method}")
+
+
+@pytest.mark.parametrize("model_name, method_name, refusal", list(_external_params()))
+def test_method_invariants_on_external_model(model_name, method_name, refusal, batch, tmp_path):
+    """The same invariants on timm/torchvision models and a user's file; a method that cannot prune
+    one fails the spec check's probe (check_prunable) with its one-line error."""
+    if model_name.startswith("timm:"):
+        pytest.importorskip("timm")
+    x, y = batch
+    torch.manual_seed(0)
+    name = f"{write_user_net(tmp_path)}:make" if model_name == "user" else model_name
+    model_args = EXTERNAL_MODELS[model_name][0]
+    model = create_model(name, num_classes=CLASSES, in_channels=CHANNELS, image_size=SIZE, model_args=model_args).eval()
+    method = get_method(method_name)
+    if refusal:
+        with pytest.raises(UnsupportedModelError) as raised:
+            check_prunable(method, model, method.layers(model, x[:1]), x[:1])
+        assert refusal in str(raised.value) and "\n" not in str(raised.value)
+        return
+    check_prunable(method, model, method.layers(model, x[:1]), x[:1])
+    check_invariants(model, method_name, x, y)
+
+
+def check_invariants(model: torch.nn.Module, method_name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    method = get_method(method_name)
 
     with torch.no_grad():
         reference = model(x)

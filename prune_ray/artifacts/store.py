@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -35,15 +35,18 @@ class ArtifactError(CorruptCheckpointError):
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    """A registry model and its constructor arguments: the fresh model pruning started from."""
+    """A model string (zoo name, import path, timm:/torchvision:) and its constructor arguments:
+    the fresh model pruning started from."""
 
     name: str
     num_classes: int
     in_channels: int
     image_size: int
+    model_args: dict[str, Any] = field(default_factory=dict)  # a non-zoo factory's keyword arguments
 
     def create(self) -> nn.Module:
-        return create_model(self.name, num_classes=self.num_classes, in_channels=self.in_channels, image_size=self.image_size)
+        return create_model(self.name, num_classes=self.num_classes, in_channels=self.in_channels,
+                            image_size=self.image_size, model_args=self.model_args)
 
 
 @dataclass(frozen=True)

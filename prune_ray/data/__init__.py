@@ -26,6 +26,16 @@ class DataOptions:
     # train on at most this many training examples, a seeded random subset of the training split
     # (smoke runs, quick looks); None: all. Validation and test splits stay whole.
     train_limit: int | None = None
+    # imagefolder: images resized to image_size x image_size pixels (required there)
+    image_size: int | None = None
+    # imagefolder: per-channel normalisation (RGB, images in [0, 1]); None: computed from the training split
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    # training batches: "device" (the dataset on the trial's device, batches sliced there), "stream"
+    # (a DataLoader from host memory with workers, pinned), "auto" (stream when the dataset's tensors
+    # exceed STREAM_FRACTION of the device's memory)
+    loader: str = "auto"
+    workers: int = 2  # stream loader: DataLoader worker processes (0: in the training process)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class Dataset:
     test_y: torch.Tensor
     num_classes: int
     augment: bool = False  # random crop (4-pixel zero padding) + horizontal flip while training
+    loader: str = "device"  # which loader feeds training (see data.loaders): "device" or "stream"
+    workers: int = 0  # stream loader's DataLoader worker processes
 
     @property
     def in_channels(self) -> int:
@@ -48,18 +60,34 @@ class Dataset:
     def image_size(self) -> int:
         return self.train_x.shape[2]
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model trains: the evaluation splits are always there."""
+        return self.val_x.device
+
     def example_inputs(self, batch_size: int = 1) -> torch.Tensor:
         return self.val_x[:batch_size]
 
+    def train_head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n training examples and labels on the device (calibration, BatchNorm statistics)."""
+        return self.train_x[:n].to(self.device), self.train_y[:n].to(self.device)
+
     def to(self, device: torch.device | str) -> "Dataset":
+        return self.placed(torch.device(device), "device", 0)
+
+    def placed(self, device: torch.device, loader: str, workers: int) -> "Dataset":
+        """On `device` for `loader`: "stream" keeps the training split in host memory (pinned for
+        CUDA copies) and moves only the evaluation splits; "device" moves everything."""
+        on_host = loader == "stream"
+        pin = on_host and device.type == "cuda"
+
+        def train_split(t: torch.Tensor) -> torch.Tensor:
+            return (t.pin_memory() if pin else t.cpu()) if on_host else t.to(device)
+
         return replace(
-            self,
-            train_x=self.train_x.to(device),
-            train_y=self.train_y.to(device),
-            val_x=self.val_x.to(device),
-            val_y=self.val_y.to(device),
-            test_x=self.test_x.to(device),
-            test_y=self.test_y.to(device),
+            self, train_x=train_split(self.train_x), train_y=train_split(self.train_y),
+            val_x=self.val_x.to(device), val_y=self.val_y.to(device),
+            test_x=self.test_x.to(device), test_y=self.test_y.to(device), loader=loader, workers=workers,
         )
 
 
@@ -188,4 +216,9 @@ class DatasetFilesMissingError(FileNotFoundError):
     """Dataset files are absent and downloading is off; the message says where to put which files."""
 
 
-from . import digits, torchvision_sets  # noqa: E402,F401  (registers the built-in datasets)
+class BadDatasetError(ValueError):
+    """Dataset files that cannot make a dataset (an image folder without classes, an empty class,
+    an unreadable image, splits with different classes); the one-line message names the path."""
+
+
+from . import digits, imagefolder, torchvision_sets  # noqa: E402,F401  (registers the built-in datasets)

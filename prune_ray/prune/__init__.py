@@ -8,6 +8,7 @@ fractions of units removed; `apply_pruning` turns them into counts.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -139,6 +140,39 @@ def apply_pruning(
     layers = spec.layers(model, example_inputs)
     counts = ratios_to_counts(ratios, layers, spec.max_ratio)
     return spec.prune(model, counts, Calibration(example_inputs, targets))
+
+
+def _prunes(method: PruningMethod, model: nn.Module, counts: Mapping[str, int], example: torch.Tensor) -> Exception | None:
+    """The error of pruning a copy of `model` by `counts` (the fast stand-in) and running it, or None."""
+    prune = method.shape_prune or method.prune
+    try:
+        pruned = prune(copy.deepcopy(model), counts, Calibration(example))
+        with torch.no_grad():
+            pruned.eval()(example)
+    except Exception as error:  # noqa: BLE001  (whatever breaks, it is reported with the layer)
+        return error
+    return None
+
+
+def check_prunable(method: PruningMethod, model: nn.Module, layers: list[Layer], example: torch.Tensor) -> None:
+    """Prune one unit of every layer of a copy and run it; if that breaks, find the first layer that
+    breaks alone. UnsupportedModelError names the method, the layer and the error, in one line,
+    so a model a method cannot handle fails before a sweep starts, never in its trials."""
+    counts = {layer.name: 1 for layer in layers if layer.units > 1}
+    error = _prunes(method, model, counts, example)
+    if error is None:
+        return
+    for name in counts:
+        alone = _prunes(method, model, {name: 1}, example)
+        if alone is not None:
+            error = alone
+            break
+    else:
+        name = ", ".join(counts)
+    first = (str(error).strip().splitlines() or [""])[0]
+    raise UnsupportedModelError(
+        f"method {method.name!r} cannot prune layer {name!r} of {type(model).__name__}: {type(error).__name__}: {first}"
+    )
 
 
 from . import lowrank_methods, structured, unstructured  # noqa: E402,F401  (registers the built-in methods)

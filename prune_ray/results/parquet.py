@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 from .storage import Storage, open_storage
 
 # v2 added test_top1, test_top5, baseline_test_top1; v3 ratio, iterative, prune_steps, stage;
-# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 model_uri, file_bytes
-# (saved models), latency timed in
-# interleaved pairs: baseline_latency_ms, latency_iqr_ms, speedup_low, speedup_high, latency_keep; budget
-# metric latency and its latency_predicted_ms
+# v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 (one bump for
+# three branches): model_uri, file_bytes (saved models), data_loader, latency timed in interleaved
+# pairs: baseline_latency_ms, latency_iqr_ms, speedup_low, speedup_high, latency_keep; budget metric
+# latency and its latency_predicted_ms
 SCHEMA_VERSION = 6
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
@@ -90,6 +90,7 @@ TRIAL_SCHEMA = pa.schema(
         ("time_finetune_s", pa.float64()),
         ("time_eval_s", pa.float64()),
         ("device", pa.string()),
+        ("data_loader", pa.string()),  # loader that fed training: device (tensors on the device) or stream (DataLoader)
         ("node", pa.string()),
         ("torch_version", pa.string()),
         ("ray_version", pa.string()),

@@ -14,6 +14,7 @@ import sys
 import time
 
 from ..data import DatasetFilesMissingError
+from ..models.external import absolute_model
 from ..results.storage import open_storage
 from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, validate, with_overrides
 
@@ -93,6 +94,21 @@ def resumed_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
     return dataclasses.replace(spec, storage=storage.uri), args.name
 
 
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(spec: SweepSpec) -> SweepSpec:
+    """The spec's local paths made absolute: baseline.checkpoint, a model file, data.root (Ray's
+    workers run in their own directories)."""
+    spec = dataclasses.replace(spec, model=absolute_model(spec.model))
+    if spec.baseline.checkpoint:
+        spec = dataclasses.replace(spec, baseline=dataclasses.replace(spec.baseline, checkpoint=_absolute(spec.baseline.checkpoint)))
+    if spec.data.root:
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, root=_absolute(spec.data.root)))
+    return spec
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -104,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = with_overrides(spec, name=args.name) if args.name else spec
             storage = open_storage(spec.storage)
             spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
-            if spec.baseline.checkpoint:  # and Ray's workers do not run in this directory
-                spec = dataclasses.replace(spec, baseline=dataclasses.replace(
-                    spec.baseline, checkpoint=os.path.abspath(os.path.expanduser(spec.baseline.checkpoint))))
+            spec = absolute_paths(spec)  # and Ray's workers do not run in this directory
             if storage.exists(storage.path(sweep)):
                 raise SpecError(
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
