@@ -51,7 +51,7 @@ class BaselineConfig:
         identity["data"].pop("root")  # where the files are does not change them
         for incidental in ("loader", "workers"):  # device or streaming loader: the same batches
             identity["data"].pop(incidental, None)
-        for unset in ("image_size", "mean", "std"):  # imagefolder's options: absent (so unchanged) elsewhere
+        for unset in ("image_size", "mean", "std", "train_limit"):  # unset options: keys from before them stay valid
             if identity["data"].get(unset, 0) is None:
                 identity["data"].pop(unset)
         if not self.model_args:  # keys from before model_args existed stay valid
