@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
 from .spec_inputs import ModelArg, check_inputs
 from .train import LR_SCHEDULES, TrainRecipe
+from .typed import SpecError, from_mapping
 
 # auto: macs for structured, params for unstructured; latency: measured on the trial's device
 BUDGET_METRICS = ("auto", "macs", "params", "latency")
@@ -32,10 +32,6 @@ EARLY_STOPPING = ("none", "asha")
 # point picks (best validation top-1, per seed) and a frontier search's non-dominated trials
 SAVE_POLICIES = ("best", "all", "none")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class SpecError(ValueError):
-    """A sweep spec that cannot run; the one-line message names the bad value."""
 
 
 @dataclass(frozen=True)
@@ -149,58 +145,6 @@ class SweepSpec:
 
 # ---------------------------------------------------------------------------------------------
 # YAML -> dataclasses
-
-
-def _type_name(tp: object) -> str:
-    if tp is type(None):
-        return "null"
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    if dataclasses.is_dataclass(tp):
-        return "mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: object, tp: object, where: str) -> object:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _convert(value, arg, where)
-            except SpecError:
-                continue
-        raise SpecError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise SpecError(f"{where}: expected a mapping, got {value!r}")
-        key_type, value_type = typing.get_args(tp)
-        return {_convert(k, key_type, f"{where} key"): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        items = value if isinstance(value, list) else [value]  # a scalar is a one-item list
-        return tuple(_convert(item, typing.get_args(tp)[0], f"{where}[{i}]") for i, item in enumerate(items))
-    if dataclasses.is_dataclass(tp):
-        return from_mapping(tp, value, where)
-    if tp is type(None) and value is None:
-        return None
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and type(value) is tp:
-        return value
-    raise SpecError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-
-
-def from_mapping(cls: type, data: object, where: str = "spec") -> object:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys and values of the wrong type."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping of keys to values, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise SpecError(f"{where}: unknown key {key!r}; allowed: {', '.join(names)}")
-    return cls(**{key: _convert(value, hints[key], f"{where}.{key}") for key, value in data.items()})
 
 
 def spec_from_yaml(text: str, where: str) -> SweepSpec:
@@ -417,41 +361,6 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.max_failures, "max_failures", allow_zero=True)
     if not spec.storage:
         raise SpecError("storage: must be a path or URI, got ''")
-
-
-def _ends(values: tuple) -> tuple:
-    return values if len(values) <= 2 else (values[0], values[-1])
-
-
-SMOKE_TRAIN_EXAMPLES = 384  # of digits' 1150: a vgg16_bn epoch in seconds, 38 examples per class
-
-
-def smoke_twin(spec: SweepSpec) -> SweepSpec:
-    """The spec shrunk to a CPU-minute: bundled digits data (SMOKE_TRAIN_EXAMPLES of its training
-    split), 1 epoch, 1 trial per group, only the
-    first and last budget, fixed ratio and step count (at most 3 steps), one core per trial, fast timing. Model,
-    methods, schedule, iterative mode and search stay, so the smoke run exercises the same code."""
-    prune_steps = tuple(sorted({min(steps, 3) for steps in _ends(spec.prune_steps)}))  # 9 cycles prove no more than 3
-    # recipes without fine-tuning stay without; agp prunes once per epoch, so it needs one per step
-    finetune_epochs = 0 if spec.finetune.epochs == 0 else max(prune_steps) if spec.iterative == "agp" else 1
-    if spec.search.early_stopping == "asha":  # ASHA needs a rung before the last epoch
-        finetune_epochs = max(finetune_epochs, spec.search.grace_epochs + 1)
-    return dataclasses.replace(
-        spec,
-        name=f"{spec.name}-smoke",
-        dataset="digits",
-        data=DataOptions(train_limit=SMOKE_TRAIN_EXAMPLES),
-        budgets=_ends(spec.budgets),
-        fixed_ratios=_ends(spec.fixed_ratios),
-        prune_steps=prune_steps,
-        resources=Resources(cpu=1.0, gpu=spec.resources.gpu),
-        baseline=dataclasses.replace(spec.baseline, train=dataclasses.replace(spec.baseline.train, epochs=1, warmup_epochs=0), checkpoint=None),
-        finetune=dataclasses.replace(spec.finetune, epochs=finetune_epochs, warmup_epochs=0),
-        search=dataclasses.replace(spec.search, num_samples=1),
-        # two greedy steps judged right after pruning: every candidate is still tried once
-        netadapt=dataclasses.replace(spec.netadapt, short_epochs=0, step_fraction=max(spec.netadapt.step_fraction, 0.25)),
-        measure=MeasureOptions(latency_batch_size=8, latency_repeats=3, latency_min_time_ms=50.0),
-    )
 
 
 def with_overrides(spec: SweepSpec, **changes: object) -> SweepSpec:

@@ -2,7 +2,7 @@
 dataset and its data options (kept out of `spec` so that module stays one responsibility).
 
 Errors are ValueErrors with one line naming the key and the bad value; `spec.validate` turns them
-into SpecErrors. Building the model and reading the images happen later, in `trial.preflight`,
+into SpecErrors. Building the model and reading the images happen later, in `trial_setup.preflight`,
 still before Ray starts.
 """
 

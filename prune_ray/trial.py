@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import functools
 import hashlib
 import json
 import os
@@ -26,25 +25,26 @@ import torch
 
 from . import __version__
 from .artifacts import ModelRecipe, save_pruned
-from .baseline import Baseline, BaselineConfig, BaselineStore, CorruptCheckpointError, build_model, load_checkpoint_file
-from .data import BadDatasetError, Dataset, load_dataset
-from .data.loaders import resolve_loader
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
-from .models import ModelSourceError, classifier_layer
-from .plan import Dimension, PlanOptions, Subject, get_schedule, plan_removal
+from .models import classifier_layer
+from .plan import PlanOptions, Subject, get_schedule, plan_removal
 from .plan.latency import LatencyTable, cached_table, predict_ms, table_key
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
-from .prune import Calibration, UnsupportedModelError, check_prunable, get_method
+from .prune import get_method
 from .prune.iterative import Cadence, FineTune, evaluate_pruned, prune_and_finetune
-from .prune.unstructured import magnitude_thresholds, make_masks_permanent, weight_layers
+from .prune.unstructured import (
+    magnitude_thresholds,
+    make_masks_permanent,
+    weight_layers,
+)
 from .results.parquet import write_epochs, write_steps, write_trial
 from .results.storage import open_storage
-from .spec import SpecError, SweepSpec, resolved_metric
+from .spec import SweepSpec, resolved_metric
 from .train import TrainRecipe, evaluate, train
+from .trial_setup import calibration_of, obtain_baseline, trial_data, trial_device
 
 Reporter = Callable[[dict[str, Any]], None]
-CALIBRATION_EXAMPLES = 256  # labelled training examples shown to gradient-based importance (taylor)
 RECALIBRATION_EXAMPLES = 512  # training examples that re-estimate BatchNorm statistics after pruning
 LATENCY_PLANS = 3  # a latency budget: plans made from the table and verified by timing, at most
 # where and how fast a trial runs does not change its result: left out of config_hash
@@ -68,75 +68,6 @@ class Runtime:
     node: str = field(default_factory=socket.gethostname)
     ray_version: str | None = None
     candidates: CandidateExecutor | None = None  # netadapt's candidates in parallel; None: one by one here
-
-
-def baseline_config(spec: SweepSpec, seed: int) -> BaselineConfig:
-    return BaselineConfig(spec.model, spec.dataset, spec.data, spec.baseline.train, seed, dict(spec.model_args))
-
-
-def obtain_baseline(spec: SweepSpec, data: Dataset, seed: int) -> Baseline:
-    """The spec's checkpoint file if it names one, else the store's baseline (trained if absent)."""
-    config = baseline_config(spec, seed)
-    if spec.baseline.checkpoint:
-        model = load_checkpoint_file(build_model(config, data), spec.baseline.checkpoint).to(data.device)
-        top1, top5 = evaluate(model, data.val_x, data.val_y)
-        test_top1, _ = evaluate(model, data.test_x, data.test_y)
-        return Baseline(model, f"file:{spec.baseline.checkpoint}", top1, top5, test_top1, 0.0, trained_now=False)
-    store = BaselineStore(open_storage(spec.storage))
-    return store.get_or_train(config, data, retrain_corrupt=spec.baseline.retrain_corrupt)
-
-
-def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
-    """Build the spec's model on its data (and load baseline.checkpoint into it, if named) and check
-    every method and the schedule against it, before Ray starts (SpecError, one line). Returns per method the values a search proposes per
-    trial, or None when the schedule is not searched."""
-    try:
-        data = load_dataset(spec.dataset, spec.data)
-    except BadDatasetError as error:  # an unreadable image, say: one line naming it
-        raise SpecError(str(error)) from None
-    schedule = get_schedule(spec.schedule)
-    try:
-        probe = build_model(baseline_config(spec, spec.seeds[0]), data)
-        if spec.baseline.checkpoint:  # missing, unreadable or not this model's: one line naming the file
-            load_checkpoint_file(probe, spec.baseline.checkpoint)
-        example = data.example_inputs(1)
-        methods = {name: get_method(name) for name in spec.methods}
-        subjects = {name: Subject(probe, m, m.layers(probe, example), example, resolved_metric(spec, name), 0.0,
-                                  spec.prune.round_to) for name, m in methods.items()}
-        for name, subject in subjects.items():  # one layer it cannot prune: one line naming both
-            check_prunable(methods[name], probe, subject.layers, example)
-    except (UnsupportedModelError, CorruptCheckpointError, ModelSourceError) as error:
-        raise SpecError(str(error)) from None
-    except (ValueError, RuntimeError) as error:
-        raise SpecError(f"model {spec.model!r} cannot run on dataset {spec.dataset!r}: {error}") from None
-    for subject in subjects.values():
-        try:
-            schedule.check(spec, subject)
-        except ValueError as error:
-            raise SpecError(str(error)) from None
-    if not schedule.searched:
-        return None
-    return {name: schedule.space(subject, PlanOptions.of(spec)) for name, subject in subjects.items()}
-
-
-def trial_device(spec: SweepSpec) -> torch.device:
-    return torch.device("cuda") if spec.resources.gpu > 0 and torch.cuda.is_available() else torch.device("cpu")
-
-
-@functools.lru_cache(maxsize=2)
-def _dataset_on(name: str, options, device: str) -> Dataset:
-    data = load_dataset(name, options)
-    return data.placed(torch.device(device), resolve_loader(options.loader, data, torch.device(device)), options.workers)
-
-
-def trial_data(spec: SweepSpec) -> Dataset:
-    """The spec's dataset on the trial's device, read once per process: Ray reuses its workers for
-    trials and netadapt's candidate tasks, and nothing writes into these tensors."""
-    return _dataset_on(spec.dataset, spec.data, str(trial_device(spec)))
-
-
-def calibration_of(data: Dataset) -> Calibration:
-    return Calibration(*data.train_head(CALIBRATION_EXAMPLES))
 
 
 def _now() -> datetime.datetime:
@@ -274,18 +205,20 @@ class TrialRun:
         self.row["time_prune_s"] = time.perf_counter() - began
 
     def plan_latency(self, schedule: str, budget: float) -> dict[str, int]:
-        """A latency budget: the table's plan, verified on a pruned copy timed beside the baseline;
-        while the copy's measured latency (median of the pairs) misses the budget, plan again for
-        the budget scaled by budget / measured, at most LATENCY_PLANS times (the table adds layer
-        times, and what it leaves out does not always stay constant)."""
+        """A latency budget: the table's plan, verified on a pruned copy timed beside the baseline.
+        The plan is accepted when the slowest latency the paired interval allows (1 / speedup_low)
+        is within the budget, so that the final check, which asks only that the fastest one it
+        allows (1 / speedup_high) is, survives the timing noise of a loaded machine; else plan
+        again for the budget scaled by budget / that latency, at most LATENCY_PLANS times (the
+        table adds layer times, and what it leaves out does not always stay constant)."""
         asked, options, prune = budget, PlanOptions.of(self.spec), self.method.shape_prune or self.method.prune
         for _ in range(LATENCY_PLANS):
             removed = plan_removal(schedule, self.subject, asked, self.config.proposal, options)
             shaped = prune(copy.deepcopy(self.subject.model), removed, self.calibration)
-            kept = 1 / time_paired(self.reference, shaped, self.timing_batch, timing_options(self.spec)).median
-            if kept <= budget:
+            slowest = 1 / time_paired(self.reference, shaped, self.timing_batch, timing_options(self.spec)).low
+            if slowest <= budget:
                 break
-            asked *= budget / kept
+            asked *= budget / slowest
         return removed
 
     def short_tunes(self, recipe: TrainRecipe) -> ShortTune:

@@ -18,7 +18,7 @@ from prune_ray.prune.unstructured import make_masks_permanent
 from prune_ray.results.storage import open_storage
 from prune_ray.spec import SpecError, spec_from_yaml
 from prune_ray.train import TrainRecipe
-from prune_ray.trial import preflight
+from prune_ray.trial_setup import preflight
 from user_models import write_user_net
 
 SHAPE = {"num_classes": 10, "in_channels": 1, "image_size": 8}  # the digits dataset's

@@ -10,7 +10,8 @@ from prune_ray.data import BatchLoader, DataOptions, load_dataset
 from prune_ray.data.loaders import StreamLoader, resolve_loader
 from prune_ray.points import OperatingPoint, Proposal, TrialConfig
 from prune_ray.spec import SpecError, spec_from_yaml
-from prune_ray.trial import TrialContext, preflight, run_trial
+from prune_ray.trial import TrialContext, run_trial
+from prune_ray.trial_setup import preflight
 
 CLASSES = ("cat", "dog", "owl")
 

@@ -12,7 +12,8 @@ import pytest
 from fixtures import make_cifar10, run_sweep_cli
 from prune_ray import analyze, sweep
 from prune_ray.results import read_results
-from prune_ray.spec import load_spec, smoke_twin
+from prune_ray.smoke import smoke_twin
+from prune_ray.spec import load_spec
 
 pytestmark = pytest.mark.ray
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

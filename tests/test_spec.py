@@ -6,7 +6,8 @@ import sys
 import pytest
 import yaml
 
-from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, smoke_twin, validate, with_overrides
+from prune_ray.smoke import smoke_twin
+from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, validate, with_overrides
 from prune_ray.train import TrainRecipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -30,7 +30,7 @@ from ..plan import Dimension
 from ..points import OperatingPoint, Proposal, TrialConfig
 from ..results.storage import open_storage
 from ..spec import SweepSpec
-from ..trial import preflight
+from ..trial_setup import preflight
 
 # (seed, trials per point, the point's space) -> sampler
 SamplerFactory = Callable[[int, int, Mapping[str, Dimension]], optuna.samplers.BaseSampler]

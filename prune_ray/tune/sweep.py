@@ -16,7 +16,8 @@ import time
 from ..data import DatasetFilesMissingError
 from ..models.external import absolute_model
 from ..results.storage import open_storage
-from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, smoke_twin, spec_from_yaml, validate, with_overrides
+from ..smoke import smoke_twin
+from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
 
 EXIT_BAD_INPUT = 2
 SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume

@@ -17,7 +17,8 @@ from ..plan.netadapt import Candidate, CandidateOutcome, ShortTune, short_tune_c
 from ..prune import get_method
 from ..spec import SweepSpec
 from ..train import TrainRecipe
-from ..trial import Runtime, TrialContext, calibration_of, run_trial, search_score, trial_data, trial_device
+from ..trial import Runtime, TrialContext, run_trial, search_score
+from ..trial_setup import calibration_of, trial_data, trial_device
 
 
 def trial_resources(spec: SweepSpec) -> tune.PlacementGroupFactory:
