@@ -46,9 +46,17 @@ class Quantizer:
     trains: bool  # quantize_epochs of fine-tuning change the quantised model
     quantize: QuantizeFn
 
-    def widths(self, asked: BitWidths) -> BitWidths | None:
-        """The bits its codes take per layer type; None when it leaves the weights float32."""
-        return asked if self.takes_bits else self.fixed_bits
+    def widths(self, asked: BitWidths | None) -> BitWidths | None:
+        """The bits its codes take per layer type (`asked`: quantize_bits' entry, for a quantiser
+        that takes bits); None when it leaves the weights float32."""
+        return (asked or BitWidths()) if self.takes_bits else self.fixed_bits
+
+    def label(self, asked: BitWidths | None) -> str:
+        """'kmeans8/5', 'int8', 'binary'; '' for one that keeps float32 (names stay as without it)."""
+        widths = self.widths(asked)
+        if widths is None:
+            return ""
+        return f"{self.name}{widths.conv}/{widths.fc}" if self.takes_bits else self.name
 
 
 _QUANTIZERS: Registry[Quantizer] = Registry("quantizer")
