@@ -128,3 +128,13 @@ def test_bad_quantisation_values_are_one_line_errors(text, words):
     with pytest.raises(SpecError) as error:
         spec_from_yaml(text, "s.yaml")
     assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_unknown_quantizer_is_exit_2_before_anything_runs(tmp_path, capsys):
+    from prune_ray import sweep
+
+    (tmp_path / "bad.yaml").write_text("quantize: [none, int4]\n")
+    assert sweep.main([str(tmp_path / "bad.yaml"), "--storage", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "prune_ray.sweep: error: quantize[1]: unknown quantizer 'int4'; allowed: binary, int8, kmeans, none"]
+    assert not (tmp_path / "results").exists()

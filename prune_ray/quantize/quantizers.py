@@ -94,7 +94,15 @@ class SharedWeight(QuantizedWeight):
         return dequantize("codebook", self.codes, self.centroids)
 
     def tensor(self) -> QuantizedTensor:
-        return QuantizedTensor("codebook", self.bits, self.codes.cpu(), self.centroids.detach().float().cpu(), 2**self.bits)
+        """The codes with the codebook cut to the centroids some weight uses (linear initialisation
+        leaves tail clusters empty; a layer with fewer weights than 2**bits cannot use them all),
+        renumbered in order: the same values, fewer of them to store."""
+        codes = self.codes.cpu()
+        used = torch.unique(codes[codes > 0])
+        renumber = torch.zeros(2**self.bits + 1, dtype=torch.int64)
+        renumber[used] = torch.arange(1, len(used) + 1)
+        table = self.centroids.detach().float().cpu()[used - 1]
+        return QuantizedTensor("codebook", self.bits, renumber[codes], table, len(used))
 
 
 @register_quantizer("kmeans", paper="Han et al., ICLR 2016, Deep Compression: trained quantisation by weight sharing",

@@ -24,7 +24,7 @@ class QuantizedTensor:
     format: str  # one of FORMATS
     bits: int  # bits of one code as stored (kmeans: as asked; int8: 8; binary: 1)
     codes: torch.Tensor  # int64, the weight's shape; 0 where the weight is 0
-    table: torch.Tensor  # float32: the codebook (2**bits values) or the per-output-channel scales
+    table: torch.Tensor  # float32: the codebook (at most 2**bits values) or the per-output-channel scales
     levels: int  # largest |code| ("scaled"), or the codebook's size ("codebook")
 
     def dequantize(self) -> torch.Tensor:
