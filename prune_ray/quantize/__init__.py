@@ -33,8 +33,8 @@ class BitWidths:
         return self.conv if isinstance(module, nn.Conv2d) else self.fc
 
 
-# (model, bits per layer type) -> the model's weights quantised in place
-QuantizeFn = Callable[[nn.Module, BitWidths], Quantization]
+# (model, bits per layer type: Quantizer.widths, None for none) -> the model's weights quantised in place
+QuantizeFn = Callable[[nn.Module, "BitWidths | None"], Quantization]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def _per_channel(weight: torch.Tensor) -> torch.Tensor:
 
 
 @register_quantizer("none", paper="no quantisation: float32 weights", takes_bits=False, fixed_bits=None, trains=False)
-def no_quantization(model: nn.Module, bits: BitWidths) -> Quantization:
+def no_quantization(model: nn.Module, bits: BitWidths | None) -> Quantization:
     return Quantization(model)
 
 
@@ -45,7 +45,7 @@ class Int8Weight(QuantizedWeight):
 
 @register_quantizer("int8", paper="per-output-channel symmetric int8 weights (Krishnamoorthi 2018); activations stay float",
                     takes_bits=False, fixed_bits=BitWidths(8, 8), trains=False)
-def int8(model: nn.Module, bits: BitWidths) -> Quantization:
+def int8(model: nn.Module, bits: BitWidths | None) -> Quantization:
     quantization = Quantization(model)
     for name, module in quantized_layers(model):
         quantization.parametrize(name, module, Int8Weight(module.weight))
@@ -145,7 +145,7 @@ class BinaryWeight(QuantizedWeight):
 
 @register_quantizer("binary", paper="Courbariaux et al. 2015 BinaryConnect; Rastegari et al. 2016 XNOR-Net (per-channel scale)",
                     takes_bits=False, fixed_bits=BitWidths(1, 1), trains=True)
-def binary(model: nn.Module, bits: BitWidths) -> Quantization:
+def binary(model: nn.Module, bits: BitWidths | None) -> Quantization:
     quantization = Quantization(model)
     for name, module in quantized_layers(model):
         quantization.parametrize(name, module, BinaryWeight(module))

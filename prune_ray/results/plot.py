@@ -89,19 +89,19 @@ def _draw_lines(axes, points: pd.DataFrame, rows: pd.DataFrame, colours: dict, s
     return shown
 
 
-def _draw_sizes(axis, points: pd.DataFrame, rows: pd.DataFrame, colours: dict) -> list[float]:
-    """Top-1 against bytes of the stored model: one frontier per (method, quantiser), the method as
-    colour and the quantiser as line style (prune-only models: solid)."""
+def _draw_sizes(axis, points: pd.DataFrame, rows: pd.DataFrame) -> list[float]:
+    """Top-1 against bytes of the stored model: one frontier per (method, quantiser), the quantiser
+    as colour (so prune-only and each quantiser stand apart) and the method as line style."""
     labels = sorted(points["quantize_label"].dropna().unique(), key=lambda label: (label != "none", label))
-    styles = {label: SCHEDULE_STYLES[i % len(SCHEDULE_STYLES)] for i, label in enumerate(labels)}
+    methods = sorted(points["method"].unique())
     shown = []
-    for method, colour in colours.items():
-        for label in labels:
+    for index, label in enumerate(labels):
+        for method, style in zip(methods, SCHEDULE_STYLES * (len(methods) // len(SCHEDULE_STYLES) + 1)):
             mine = points[(points["method"] == method) & points["quantize_label"].eq(label)]
             trials = rows[(rows["method"] == method) & rows["quantize_label"].eq(label)]
             if not mine.empty:
-                shown += _draw_method(axis, mine, trials, "bytes_encoded", lambda size: size, colour, f"{method} / {label}",
-                                      styles[label])
+                shown += _draw_method(axis, mine, trials, "bytes_encoded", lambda size: size, f"C{index % 10}",
+                                      f"{method} / {label}", style)
     return shown
 
 
@@ -152,7 +152,7 @@ def plot_frontiers(results: pd.DataFrame, path: str, literature: pd.DataFrame | 
         trials_here = (rows["model"] == model) & (rows["dataset"] == dataset)
         shown = _draw_lines(axes, points[here], rows[trials_here], colours, styles)
         if sizes:
-            shown += _draw_sizes(axes[2], points[here], rows[trials_here], colours)
+            shown += _draw_sizes(axes[2], points[here], rows[trials_here])
         shown += _draw_literature(axes, literature_points(literature, model, dataset))
         baseline = 100 * rows.loc[trials_here, "baseline_top1"].mean()
         shown += [] if math.isnan(baseline) else [baseline]
