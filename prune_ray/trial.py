@@ -274,7 +274,8 @@ class TrialRun:
         quantizer = get_quantizer(point.quantizer)
         widths = quantizer.widths(point.quantize_bits)
         quantization = quantizer.quantize(model, widths)
-        row.update(quantizer=quantizer.name, quantize_bits_conv=widths and widths.conv, quantize_bits_fc=widths and widths.fc)
+        row.update(quantizer=quantizer.name, quantize_bits_conv=None if widths is None else widths.conv,
+                   quantize_bits_fc=None if widths is None else widths.fc)
         row["top1_quantized"], _ = evaluate(model, self.data.val_x, self.data.val_y)
         if quantizer.trains and self.spec.quantize_epochs > 0:
             recipe = dataclasses.replace(self.spec.finetune, epochs=self.spec.quantize_epochs, lr=self.spec.quantize_lr,

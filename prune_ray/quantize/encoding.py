@@ -116,6 +116,7 @@ def encode_model(state: Mapping[str, torch.Tensor], quantized: Mapping[str, Quan
         raise EncodingError(f"quantised tensor {unknown[0]!r} is not in the state dict")
     encoded = EncodedModel(b"")
     entries, floats, streams = [], [], []
+    symbols_of: list[tuple[dict, tuple[np.ndarray, int], tuple[np.ndarray, int]]] = []  # entry, gaps, codes
 
     def stream(symbols: np.ndarray, alphabet: int, part: str) -> list:
         codec, data = smallest(symbols, alphabet, codecs)
@@ -136,14 +137,11 @@ def encode_model(state: Mapping[str, torch.Tensor], quantized: Mapping[str, Quan
         entries.append({"n": name, "s": list(tensor.codes.shape), "f": tensor.format, "b": tensor.bits,
                         "l": tensor.levels, "g": gap_bits, "t": tensor.table.numel()})
         floats.append(_raw(tensor.table.float()))
-        entries[-1]["gaps"] = gap_symbols(present, gap_bits), 1 << gap_bits
-        entries[-1]["codes"] = code_symbols(tensor, flat[present])
+        symbols_of.append((entries[-1], (gap_symbols(present, gap_bits), 1 << gap_bits), code_symbols(tensor, flat[present])))
     blob = b"".join(floats)
     header = {"floats": stream(np.frombuffer(blob, dtype=np.uint8), 256, "floats"), "tensors": entries}
-    for entry in entries:  # after the floats: the streams are in the file in this order
-        if "f" in entry:
-            entry["gaps"] = stream(*entry["gaps"], "indices")
-            entry["codes"] = stream(*entry["codes"], "codes")
+    for entry, gaps, codes in symbols_of:  # after the floats: the streams are in the file in this order
+        entry["gaps"], entry["codes"] = stream(*gaps, "indices"), stream(*codes, "codes")
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
     packed = compressor.compress(json.dumps(header, separators=(",", ":")).encode()) + compressor.flush()
     encoded.parts["header"] = len(MAGIC) + 4 + len(packed)
