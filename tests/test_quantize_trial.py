@@ -138,3 +138,20 @@ def test_an_unknown_quantizer_is_exit_2_before_anything_runs(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "prune_ray.sweep: error: quantize[1]: unknown quantizer 'int4'; allowed: binary, int8, kmeans, none"]
     assert not (tmp_path / "results").exists()
+
+
+def test_export_picks_a_quantizers_trial_and_copies_its_encoded_file(spec, runs, tmp_path, capsys):
+    from prune_ray import export
+
+    out = tmp_path / "exported"
+    code = export.main([spec.storage, "--sweep", "q", "--pick", "--method", "magnitude", "--budget", str(BUDGET),
+                        "--quantizer", "kmeans", "--format", "safetensors", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    picked = printed.out.split("[prune-ray] export ")[1].split(" ")[0]
+    row = read_results(spec.storage, "q").set_index("trial_id").loc[picked]
+    assert row["quantizer"] == "kmeans"
+    assert sorted(os.listdir(out)) == ["model.encoded", "plan.json"]
+    x = runs["kmeans"].data.val_x.cpu()
+    with torch.no_grad():
+        assert torch.equal(load_pruned(str(out))(x), load_pruned(row["model_uri"])(x))
