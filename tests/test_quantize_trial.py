@@ -98,7 +98,7 @@ def test_kmeans_codes_decode_bit_exactly_and_pruned_weights_stay_zero(spec, runs
 
 def test_a_kmeans_model_at_a_tenth_of_the_params_is_many_times_smaller(runs):
     kmeans, none = runs["kmeans"].row, runs["none"].row
-    assert kmeans["compression_ratio_total"] > 20  # measured 30x here (6/4 bits; the plan and BatchNorm included)
+    assert kmeans["compression_ratio_total"] > 20  # measured 29.3x here (6/4 bits; the plan and BatchNorm included)
     assert kmeans["bytes_encoded"] < none["bytes_encoded"] / 3
 
 
