@@ -17,9 +17,15 @@ STRATEGY_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "strat
 
 
 def strategy_of(rows: pd.DataFrame) -> pd.Series:
+    """Schedule, /sampler, and for a two-stage search " +screen" (ranked by accuracy after BatchNorm
+    recalibration, no fine-tuning) or " +screen N ep" (ranked after N epochs of fine-tuning: the
+    sweep's screen rows say which)."""
     sampler = rows["sampler"].where(rows["sampler"].notna(), None)
     label = rows["schedule"].astype(str) + sampler.map(lambda value: f"/{value}" if value else "")
-    return label + rows["stage"].isin(["screen", "final"]).map({True: " +screen", False: ""})
+    screens = rows[rows["stage"].eq("screen")].groupby("sweep")["finetune_epochs"].max()
+    epochs = rows["sweep"].map(screens).fillna(0)
+    screen = epochs.map(lambda n: f" +screen {n:g} ep" if n > 0 else " +screen")
+    return label + screen.where(rows["stage"].isin(["screen", "final"]), "")
 
 
 def strategy_summary(results: pd.DataFrame) -> pd.DataFrame:
