@@ -40,4 +40,5 @@ def smoke_twin(spec: SweepSpec) -> SweepSpec:
         # two greedy steps judged right after pruning: every candidate is still tried once
         netadapt=dataclasses.replace(spec.netadapt, short_epochs=0, step_fraction=max(spec.netadapt.step_fraction, 0.25)),
         measure=MeasureOptions(latency_batch_size=8, latency_repeats=3, latency_min_time_ms=50.0),
+        quantize_epochs=min(spec.quantize_epochs, 1),
     )

@@ -19,7 +19,9 @@ from .data import DataOptions
 from .plan import get_schedule, list_schedules
 from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
+from .quantize import BitWidths
 from .spec_inputs import ModelArg, check_inputs
+from .spec_quantize import check_quantize
 from .train import LR_SCHEDULES, TrainRecipe
 from .typed import SpecError, from_mapping
 
@@ -139,6 +141,12 @@ class SweepSpec:
     # replicates: every operating point runs once per seed (its own baseline, fine-tuning and
     # Optuna study), so the analysis reports a mean and spread per point
     seeds: tuple[int, ...] = (0,)
+    # quantisers applied after fine-tuning (Deep Compression's second stage): none, int8, kmeans,
+    # binary; each one (and each quantize_bits entry of kmeans) is its own operating point
+    quantize: tuple[str, ...] = ("none",)
+    quantize_bits: tuple[BitWidths, ...] = (BitWidths(),)  # kmeans: bits per conv and per fc weight code, 1..16
+    quantize_epochs: int = 1  # epochs fine-tuning the quantised model (centroids, binary latent weights); 0: none
+    quantize_lr: float = 0.001  # their SGD learning rate (a centroid's gradient is its cluster's sum)
     storage: str = "./results"  # local path or URI (s3://, gs://) of the results root
     max_failures: int = 1  # retries of a trial whose worker or node died
 
@@ -287,6 +295,10 @@ def validate(spec: SweepSpec) -> None:
     for field_name in ("methods", "prune_steps", "seeds"):
         if not getattr(spec, field_name):
             raise SpecError(f"{field_name}: must list at least one value, got []")
+    try:
+        check_quantize(spec)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
     for i, method in enumerate(spec.methods):
         _choice(method, list_methods(), f"methods[{i}]")
     if len(set(spec.methods)) != len(spec.methods):

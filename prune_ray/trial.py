@@ -1,5 +1,5 @@
 """One trial as named phases, Ray-free: start the row -> baseline -> plan -> prune and fine-tune ->
-measure -> save the model -> finish the row (one Parquet row, status 'ok' or 'failed').
+quantise -> measure -> save the model -> finish the row (one Parquet row, status 'ok' or 'failed').
 
 `run_trial` is plain Python (the tests call it without Ray). What it needs from the Ray side it
 receives as arguments: a reporter (Tune's `report`) and a `Runtime` (the node's name, Ray's version,
@@ -24,7 +24,8 @@ from typing import Any, Callable
 import torch
 
 from . import __version__
-from .artifacts import ModelRecipe, save_pruned
+from .artifacts import ModelRecipe
+from .artifacts.store import model_files, write_model
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
 from .models import classifier_layer
 from .plan import PlanOptions, Subject, get_schedule, plan_removal
@@ -38,6 +39,7 @@ from .prune.unstructured import (
     make_masks_permanent,
     weight_layers,
 )
+from .quantize import get_quantizer
 from .results.parquet import write_epochs, write_steps, write_trial
 from .results.storage import open_storage
 from .spec import SweepSpec, resolved_metric
@@ -259,13 +261,32 @@ class TrialRun:
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)  # a stopped trial keeps its curve
         self.report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
 
-    def measure(self) -> None:
-        """Phase 5: accuracy and the achieved resource of the pruned model itself; the budget check."""
-        began, model, row, data = time.perf_counter(), self.model, self.row, self.data
+    def quantize(self) -> None:
+        """Phase 5: fold the masks into the weights, then quantise them with the operating point's
+        quantiser (none keeps float32): top1_quantized right after, then quantize_epochs of
+        fine-tuning what the quantiser trains (k-means centroids, binary latent weights). The
+        weights end as plain tensors holding the quantised values; their codes are kept to save."""
+        began, model, row, point = time.perf_counter(), self.model, self.row, self.config.point
         if self.method.records_thresholds:
             row["conv_threshold"], row["fc_threshold"] = magnitude_thresholds(model)
         make_masks_permanent(model)
         row["layer_names"], row["layer_ratios"] = layer_ratios(model, self.method, self.removed, self.subject.layers)
+        quantizer = get_quantizer(point.quantizer)
+        widths = quantizer.widths(point.quantize_bits)
+        quantization = quantizer.quantize(model, widths)
+        row.update(quantizer=quantizer.name, quantize_bits_conv=None if widths is None else widths.conv,
+                   quantize_bits_fc=None if widths is None else widths.fc)
+        row["top1_quantized"], _ = evaluate(model, self.data.val_x, self.data.val_y)
+        if quantizer.trains and self.spec.quantize_epochs > 0:
+            recipe = dataclasses.replace(self.spec.finetune, epochs=self.spec.quantize_epochs, lr=self.spec.quantize_lr,
+                                         warmup_epochs=0)
+            train(model, self.data, recipe, seed=point.seed)
+        self.codes = quantization.freeze()
+        row["time_quantize_s"] = time.perf_counter() - began
+
+    def measure(self) -> None:
+        """Phase 6: accuracy and the achieved resource of the (quantised) model itself; the budget check."""
+        began, model, row, data = time.perf_counter(), self.model, self.row, self.data
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
         row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
         pruned = measure(model, self.timing_batch, latency=False)
@@ -283,14 +304,16 @@ class TrialRun:
             raise AssertionError(f"pruned model keeps {achieved:.4f} of {self.metric}, over budget {target}")
 
     def save(self) -> None:
-        """Phase 6: the pruned model under <sweep>/models/<trial_id>/ (unless artifacts.save is none);
-        a model that cannot be saved makes the trial fail."""
-        if self.spec.artifacts.save == "none":
-            return
+        """Phase 7: the model's files (encoded by their codes when quantised), whose size is
+        bytes_encoded, written under <sweep>/models/<trial_id>/ unless artifacts.save is none; a
+        model that cannot be saved makes the trial fail."""
         data = self.data
         recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size, dict(self.spec.model_args))
-        saved = save_pruned(self.storage, (self.context.sweep, "models", self.trial_id), self.model, recipe,
-                            self.method.name, data.example_inputs(1))
+        files = model_files(self.model, recipe, self.method.name, data.example_inputs(1), self.codes)
+        self.row.update(bytes_encoded=files.size, compression_ratio_total=self.base.bytes_dense / files.size)
+        if self.spec.artifacts.save == "none":
+            return
+        saved = write_model(self.storage, (self.context.sweep, "models", self.trial_id), files)
         self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)
 
     def fail(self, error: Exception) -> None:
@@ -301,7 +324,7 @@ class TrialRun:
             self.row["error"] += "\n" + traceback.format_exc(limit=5)
 
     def finish_row(self) -> dict[str, Any]:
-        """Phase 7: the final row and curve, written (a retried trial overwrites its own files)."""
+        """Phase 8: the final row and curve, written (a retried trial overwrites its own files)."""
         self.row["finished_at"] = _now()
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)
         write_trial(self.storage, self.row)
@@ -325,6 +348,7 @@ def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report:
         run.obtain_baseline()
         run.plan()
         run.prune_and_finetune()
+        run.quantize()
         run.measure()
         run.save()
     except Exception as error:  # noqa: BLE001  (every failure becomes the row's error)

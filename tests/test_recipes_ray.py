@@ -11,6 +11,7 @@ import pytest
 
 from fixtures import make_cifar10, run_sweep_cli
 from prune_ray import analyze, sweep
+from prune_ray.points import quantize_variants
 from prune_ray.results import read_results
 from prune_ray.smoke import smoke_twin
 from prune_ray.spec import load_spec
@@ -62,13 +63,14 @@ def test_recipe_smoke_twin_runs(tmp_path, local_ray, recipe):
     frame = read_results(str(tmp_path), "s")
     twin = smoke_twin(load_spec(recipe))
     points = len(twin.fixed_ratios) if twin.schedule == "fixed" else max(1, len(twin.budgets))  # []: one frontier search
-    assert len(frame) == points * len(twin.methods) * len(twin.prune_steps) * len(twin.seeds)
+    assert len(frame) == points * len(twin.methods) * len(twin.prune_steps) * len(quantize_variants(twin)) * len(twin.seeds)
     assert (frame["status"] == "ok").all(), frame["error"].tolist()
     assert set(frame["model"]) == {twin.model} and set(frame["dataset"]) == {"digits"}
     if twin.schedule == "fixed":
         assert frame["budget"].isna().all()
     if twin.finetune.epochs == 0:
         assert (frame["top1"] == frame["top1_pruned"]).all()  # no retraining: nothing changed
+    assert (frame["bytes_encoded"] > 0).all() and set(frame["quantizer"]) == set(twin.quantize)
     if any(m in ("magnitude", "magnitude_global", "conv_fc") for m in twin.methods):
         assert frame["conv_threshold"].notna().any() or frame["fc_threshold"].notna().any()
     # the analysis command reads the real sweep's Parquet: every table, both formats, and the plot

@@ -26,7 +26,7 @@ from ..results.analyze import BadInput, load_results
 from ..results.frontier import usable_rows
 from ..results.storage import open_storage
 from .onnx import ONNX_ATOL, ExportError, check_onnx, export_onnx
-from .store import PLAN_FILE, WEIGHTS_FILE, ArtifactError, load_pruned, read_plan
+from .store import PLAN_FILE, ArtifactError, load_pruned, read_plan, weights_file
 
 EXIT_MISMATCH, EXIT_BAD_INPUT = 1, 2
 CHECK_SEED = 0
@@ -46,13 +46,15 @@ Exporter = Callable[[str, torch.nn.Module, dict, str, int], Export]
 def _safetensors(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) -> Export:
     source = open_storage(uri)
     files = []
-    for name in (WEIGHTS_FILE, PLAN_FILE):  # the plan last, as the sweep writes them
+    for name in (weights_file(plan), PLAN_FILE):  # the plan last, as the sweep writes them
         path = os.path.join(out, name)
         with open(path, "wb") as handle:
             handle.write(source.read_bytes(source.path(name)))
         files.append(path)
     load_pruned(out)  # the copy loads
-    sparse = f", {len(plan['masks'])} tensors sparse (bitmask + nonzero values)" if plan["masks"] else ""
+    masks, quantized = plan.get("masks", []), plan.get("quantized", [])
+    sparse = f", {len(masks)} tensors sparse (bitmask + nonzero values)" if masks else ""
+    sparse += f", {len(quantized)} tensors quantised and entropy coded" if quantized else ""
     return Export(files, [f"reload: from prune_ray import load_pruned; load_pruned({out!r}){sparse}"])
 
 
@@ -72,8 +74,9 @@ def _onnx(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) ->
 FORMATS: dict[str, Exporter] = {"safetensors": _safetensors, "onnx": _onnx}
 
 
-def select_row(results: pd.DataFrame, trial: str | None, method: str | None, budget: float | None) -> pd.Series:
-    """The row of --trial, or the pick of (--method, --budget) among rows that kept a model."""
+def select_row(results: pd.DataFrame, trial: str | None, method: str | None, budget: float | None,
+               quantizer: str | None = None) -> pd.Series:
+    """The row of --trial, or the pick of (--method, --budget[, --quantizer]) among rows that kept a model."""
     rows = usable_rows(results, include_screen=True)
     if trial is not None:
         match = rows[rows["trial_id"] == trial]
@@ -82,9 +85,12 @@ def select_row(results: pd.DataFrame, trial: str | None, method: str | None, bud
         row = match.iloc[0]
     else:
         match = rows[(rows["method"] == method) & rows["budget"].map(lambda b: math.isclose(b, budget)) & ~rows["stage"].eq("screen")]
+        if quantizer is not None:
+            match = match[match["quantizer"] == quantizer]
         if match.empty:
             known = sorted({f"{m}@{b:g}" for m, b in zip(rows["method"], rows["budget"]) if not math.isnan(b)})
-            raise BadInput(f"no ok trial of method {method!r} at budget {budget:g}; operating points: {', '.join(known) or 'none'}")
+            quantized = "" if quantizer is None else f" quantised by {quantizer!r}"
+            raise BadInput(f"no ok trial of method {method!r}{quantized} at budget {budget:g}; operating points: {', '.join(known) or 'none'}")
         match = match[match["model_uri"].notna()]
         if match.empty:
             raise BadInput(f"no trial of {method!r} at budget {budget:g} kept a model (artifacts.save none?)")
@@ -111,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pick", action="store_true", help="the best trial of --method at --budget that kept a model")
     parser.add_argument("--method", help="with --pick: the pruning method")
     parser.add_argument("--budget", type=float, help="with --pick: the budget (fraction of the resource kept)")
+    parser.add_argument("--quantizer", help="with --pick: only trials of this quantiser (default: any)")
     parser.add_argument("--format", choices=sorted(FORMATS), required=True, help="safetensors (the saved files, "
                         "sparse where masked) or onnx (checked in onnxruntime)")
     parser.add_argument("--out", metavar="DIR", required=True, help="folder to write into (created if absent)")
@@ -128,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pick and (args.method is None or args.budget is None):
         parser.error("--pick needs --method and --budget")
     try:
-        row = select_row(load_results(args.results, args.sweep, include_screen=True), args.trial, args.method, args.budget)
+        row = select_row(load_results(args.results, args.sweep, include_screen=True), args.trial, args.method, args.budget,
+                         args.quantizer)
         model, plan = load_pruned(row["model_uri"]), read_plan(row["model_uri"])
         os.makedirs(args.out, exist_ok=True)
         print(f"[prune-ray] export {row['trial_id']} ({row['method']}, {plan['granularity']}, val top-1 {row['top1']:.4f}) "

@@ -10,15 +10,33 @@ strategy): removing a group's output channels never renumbers another group's ou
 
 from __future__ import annotations
 
+import importlib
+import sys
 from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch_pruning as tp
 
 from ..models import classifier_layer
 from . import Calibration, Layer, UnsupportedModelError, register_method
+
+
+def _torch_pruning():
+    """torch-pruning, imported without the `import timm` of its FLOP counter (torch_pruning.utils.
+    op_counter, which this package never calls): timm pulls in torchvision.models and torch._dynamo,
+    seconds of CPU in every process that prunes (each Ray trial). A timm already imported stays;
+    a later `import timm` (models "timm:<name>") imports it for real."""
+    if "timm" in sys.modules:
+        return importlib.import_module("torch_pruning")
+    sys.modules["timm"] = None  # makes `import timm` raise ImportError
+    try:
+        return importlib.import_module("torch_pruning")
+    finally:
+        del sys.modules["timm"]
+
+
+tp = _torch_pruning()
 
 ROOT_TYPES = [nn.Conv2d, nn.Linear]
 MAX_RATIO = 0.95  # floor(0.95 * channels) < channels: every layer keeps at least one channel

@@ -52,28 +52,56 @@ def is_pooled(method: PruningMethod) -> bool:
     return method.layers in (global_layer, conv_fc_layers)
 
 
-def _each_layer(mask: Callable[..., nn.Module]) -> PruneFn:
-    """In each named layer, mask `removed[layer]` more weights as `mask` (a torch.nn.utils.prune
-    function) chooses them."""
+def mask_smallest(modules: list[nn.Module], count: int) -> None:
+    """Mask the `count` weights of smallest magnitude that are still unmasked across `modules`, as
+    torch.nn.utils.prune's L1Unstructured does (weight = weight_orig * weight_mask, a forward
+    pre-hook), on top of the masks a module already has (the next cycle of iterative pruning).
+    One k-th-value selection, linear in the weights (L1Unstructured's topk costs several times
+    more on a large layer); ties at the threshold are masked in order of position."""
+    masks = [getattr(m, "weight_mask", None) for m in modules]
+    weights = [(m.weight_orig if mask is not None else m.weight).detach() for m, mask in zip(modules, masks)]
+    scores = torch.cat([w.abs().flatten() for w in weights])
+    alive = torch.cat([(torch.ones_like(w) if mask is None else mask).flatten() for w, mask in zip(weights, masks)])
+    masked = scores.numel() - int(alive.count_nonzero())
+    if count > scores.numel() - masked:
+        raise ValueError(f"cannot mask {count} weights: only {scores.numel() - masked} are unmasked")
+    scores[alive == 0] = -1.0  # below every magnitude: the masked weights stay masked
+    below = count + masked  # scores to mask, counting those already masked
+    threshold = torch.kthvalue(scores, below).values
+    keep = scores > threshold
+    ties = (scores == threshold).nonzero().flatten()
+    keep[ties[below - int((scores < threshold).sum()):]] = True
+    for module, mask, piece in zip(modules, masks, keep.split([w.numel() for w in weights])):
+        piece = piece.view_as(module.weight).to(module.weight.dtype)
+        if mask is None:
+            torch_prune.custom_from_mask(module, "weight", piece)
+        else:
+            mask.copy_(piece)
+            module.weight = module.weight_orig * mask  # as the pre-hook will before the next forward
 
-    def prune(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
-        modules = dict(model.named_modules())
-        for name, count in removed.items():
-            if count > 0:
-                mask(modules[name], "weight", amount=int(count))
-        return model
 
-    return prune
+def _by_magnitude(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+    """In each named layer, mask `removed[layer]` more weights, smallest magnitude first."""
+    for name, count in removed.items():
+        if count > 0:
+            mask_smallest([model.get_submodule(name)], int(count))
+    return model
+
+
+def _at_random(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+    """In each named layer, mask `removed[layer]` more weights chosen at random (seeded by torch)."""
+    modules = dict(model.named_modules())
+    for name, count in removed.items():
+        if count > 0:
+            torch_prune.random_unstructured(modules[name], "weight", amount=int(count))
+    return model
 
 
 def _pooled(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
     """Per pseudo-layer, mask `removed[pool]` weights of smallest magnitude across all its modules."""
     for pool, count in removed.items():
         if count > 0:
-            torch_prune.global_unstructured(
-                [(module, "weight") for module in _modules_of(model, POOLS[pool])],
-                pruning_method=torch_prune.L1Unstructured, amount=int(count),
-            )
+            mask_smallest(_modules_of(model, POOLS[pool]), int(count))
     return model
 
 
@@ -82,7 +110,6 @@ def _unstructured(name: str, paper: str, ratio_meaning: str, layers, prune: Prun
                     max_ratio=MAX_RATIO, records_thresholds=records_thresholds)(prune)
 
 
-_by_magnitude = _each_layer(torch_prune.l1_unstructured)
 _unstructured(
     "magnitude", "Han et al. 2015, Learning both Weights and Connections",
     "fraction of each conv/linear layer's weights masked, smallest magnitude first",
@@ -101,7 +128,7 @@ _unstructured(
 _unstructured(
     "random", "random pruning baseline (e.g. Liu et al. 2019, Rethinking the Value of Network Pruning)",
     "fraction of each conv/linear layer's weights masked at random (seeded by torch)",
-    weight_layers, _each_layer(torch_prune.random_unstructured), records_thresholds=False,
+    weight_layers, _at_random, records_thresholds=False,
 )
 
 

@@ -19,21 +19,25 @@ import pandas as pd
 # What makes two trials the same operating point. budget and ratio are both keys: a budgeted row has
 # ratio null and a fixed-ratio row has budget null, so together they mean "budget, else ratio".
 # point_detail tells apart points that budget and ratio cannot: see `point_detail`.
+# quantizer and its bits: a quantised trial is its own point (and frontier) beside the float one.
+QUANTIZE_KEYS = ("quantizer", "quantize_bits_conv", "quantize_bits_fc")
 POINT_KEYS = (
-    "model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps", "point_detail"
+    "model", "dataset", "method", "budget_metric", "budget", "ratio", "schedule", "iterative", "prune_steps", "point_detail",
+    *QUANTIZE_KEYS,
 )
 RUN_KEYS = ("sweep", "seed")
-FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric")  # keep is only comparable within one metric
+FRONTIER_KEYS = ("model", "dataset", "method", "budget_metric", *QUANTIZE_KEYS)  # keep is only comparable within one metric
 
 REQUIRED_COLUMNS = ("model", "dataset", "method", "status", "top1")
 STRING_COLUMNS = (
     "sweep", "trial_id", "model_uri", "status", "model", "dataset", "method", "granularity", "schedule", "sampler", "budget_metric", "iterative",
-    "stage",
+    "stage", "quantizer",
 )
 NUMBER_COLUMNS = (
     "seed", "budget", "ratio", "prune_steps", "top1", "test_top1", "top1_pruned", "baseline_top1",
     "params_keep", "macs_keep", "conv_threshold", "fc_threshold", "finetune_epochs", "time_prune_s",
-    "time_finetune_s", "time_eval_s",
+    "time_finetune_s", "time_eval_s", "quantize_bits_conv", "quantize_bits_fc", "top1_quantized", "bytes_encoded",
+    "file_bytes", "compression_ratio_total", "baseline_params", "time_quantize_s",
 )
 
 
@@ -55,12 +59,28 @@ def usable_rows(results: pd.DataFrame, include_screen: bool = False) -> pd.DataF
     for name in NUMBER_COLUMNS:
         rows[name] = results[name].astype("float64") if name in results else np.nan
     rows["point_detail"] = point_detail(results, rows)
+    settle_quantization(rows)
     counted = rows["status"].eq("ok") & rows["top1"].notna()
     if not include_screen:
         counted &= ~rows["stage"].eq("screen")
     rows = rows[counted].reset_index(drop=True)
     rows["keep"] = resource_keep(rows)
     return rows
+
+
+def settle_quantization(rows: pd.DataFrame) -> None:
+    """Rows written before schema v7 had no quantisation: quantizer 'none', and their model's bytes
+    are the saved files' (file_bytes), so that bytes_encoded and compression_ratio_total (baseline
+    float32 parameter bytes / bytes) place them on the same axis as quantised rows. Adds
+    `quantize_label`: the quantizer, with its bits per conv/fc code when it has them ('kmeans 8/5')."""
+    rows["quantizer"] = rows["quantizer"].where(rows["quantizer"].notna(), "none")
+    rows["bytes_encoded"] = rows["bytes_encoded"].fillna(rows["file_bytes"])
+    rows["compression_ratio_total"] = rows["compression_ratio_total"].fillna(4 * rows["baseline_params"] / rows["bytes_encoded"])
+    bits = rows["quantize_bits_conv"].notna() & rows["quantize_bits_fc"].notna()
+    rows["quantize_label"] = [
+        f"{name} {conv:g}/{fc:g}" if has_bits else name
+        for name, conv, fc, has_bits in zip(rows["quantizer"], rows["quantize_bits_conv"], rows["quantize_bits_fc"], bits)
+    ]
 
 
 def frontier_search(rows: pd.DataFrame) -> pd.Series:
@@ -114,7 +134,8 @@ def _joined(uris: pd.Series) -> str | None:
 def point_summary(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
     """Aggregate over seeds: one row per operating point (POINT_KEYS), sorted by model, dataset,
     method and keep. Columns: the keys, then means (keep, params_keep, macs_keep, top1_mean,
-    test_top1_mean, top1_pruned, baseline_top1, conv_threshold, fc_threshold), the stds top1_std and
+    test_top1_mean, top1_pruned, top1_quantized, bytes_encoded, compression_ratio_total,
+    baseline_top1, conv_threshold, fc_threshold), quantize_label, the stds top1_std and
     test_top1_std (sample std over runs; NaN for one run), n (runs, i.e. seeds), trials (all
     trials tried for the point) and model_uri (the runs' saved models, space-separated, or None). Accuracies stay fractions in [0, 1]."""
     rows = usable_rows(results, include_screen)
@@ -130,6 +151,10 @@ def point_summary(results: pd.DataFrame, include_screen: bool = False) -> pd.Dat
         test_top1_mean=("test_top1", "mean"),
         test_top1_std=("test_top1", "std"),
         top1_pruned=("top1_pruned", "mean"),
+        top1_quantized=("top1_quantized", "mean"),
+        bytes_encoded=("bytes_encoded", "mean"),
+        compression_ratio_total=("compression_ratio_total", "mean"),
+        quantize_label=("quantize_label", "first"),
         baseline_top1=("baseline_top1", "mean"),
         conv_threshold=("conv_threshold", "mean"),
         fc_threshold=("fc_threshold", "mean"),
@@ -142,11 +167,13 @@ def point_summary(results: pd.DataFrame, include_screen: bool = False) -> pd.Dat
 
 
 def baselines(results: pd.DataFrame, include_screen: bool = False) -> pd.DataFrame:
-    """Baseline top-1 per (model, dataset): mean and std over the distinct (sweep, seed) baselines."""
+    """Baseline top-1 per (model, dataset): mean and std over the distinct (sweep, seed) baselines,
+    and its parameters (mean; NaN where unrecorded)."""
     rows = usable_rows(results, include_screen).dropna(subset=["baseline_top1"])
     distinct = rows.drop_duplicates(subset=["model", "dataset", *RUN_KEYS])
     table = distinct.groupby(["model", "dataset"], sort=True).agg(
-        top1_mean=("baseline_top1", "mean"), top1_std=("baseline_top1", "std"), n=("baseline_top1", "size")
+        top1_mean=("baseline_top1", "mean"), top1_std=("baseline_top1", "std"), n=("baseline_top1", "size"),
+        params=("baseline_params", "mean"),
     )
     return table.reset_index()
 
@@ -170,9 +197,10 @@ def pareto_front(
     """The non-dominated points of each group `by`, sorted by group and then by keep_column.
     Points with a null keep or accuracy cannot be placed and are left out."""
     placed = points.dropna(subset=[keep_column, accuracy_column])
+    by = [key for key in by if key in points or key not in QUANTIZE_KEYS]  # points made before quantisation lack those
     fronts = [
         group[non_dominated(group[keep_column].to_numpy(), group[accuracy_column].to_numpy())]
-        for _, group in placed.groupby(list(by), dropna=False, sort=False)
+        for _, group in placed.groupby(by, dropna=False, sort=False)
     ]
     if not fronts:
         return placed.iloc[0:0]

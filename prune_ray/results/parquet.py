@@ -1,4 +1,4 @@
-"""Parquet results, schema v6: one file per trial, written atomically; a reader for whole sweeps.
+"""Parquet results, schema v7: one file per trial, written atomically; a reader for whole sweeps.
 
 Layout: <storage>/<sweep>/trials/<trial_id>.parquet, <storage>/<sweep>/epochs/<trial_id>.parquet and,
 for the netadapt schedule, its greedy steps in <storage>/<sweep>/netadapt/<trial_id>.parquet.
@@ -20,8 +20,10 @@ from .storage import Storage, open_storage
 # v4 statuses running and stopped; v5 top1_pruned_bn (and schedules lamp, erk); v6 (one bump for
 # three branches): model_uri, file_bytes (saved models), data_loader, latency timed in interleaved
 # pairs: baseline_latency_ms, latency_iqr_ms, speedup_low, speedup_high, latency_keep; budget metric
-# latency and its latency_predicted_ms
-SCHEMA_VERSION = 6
+# latency and its latency_predicted_ms; v7 quantisation after fine-tuning and real encoded bytes:
+# quantizer, quantize_bits_conv, quantize_bits_fc, top1_quantized, time_quantize_s, bytes_encoded,
+# compression_ratio_total
+SCHEMA_VERSION = 7
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
 STATUSES = ("ok", "failed", "running", "stopped")
@@ -61,6 +63,10 @@ TRIAL_SCHEMA = pa.schema(
         ("top1_pruned", pa.float64()),
         ("top1_pruned_bn", pa.float64()),
         ("top5_pruned", pa.float64()),
+        ("quantizer", pa.string()),  # quantiser after fine-tuning (none: float32 weights); null before v7
+        ("quantize_bits_conv", pa.int64()),  # bits per stored conv weight code; null for none
+        ("quantize_bits_fc", pa.int64()),  # bits per stored fc weight code; null for none
+        ("top1_quantized", pa.float64()),  # val top-1 right after quantising, before its fine-tuning
         ("top1", pa.float64()),
         ("top5", pa.float64()),
         ("test_top1", pa.float64()),
@@ -74,6 +80,8 @@ TRIAL_SCHEMA = pa.schema(
         ("latency_ms", pa.float64()),
         ("model_uri", pa.string()),  # directory of the saved pruned model (load_pruned); null when none is kept
         ("file_bytes", pa.int64()),  # bytes of its files as written (weights + plan)
+        ("bytes_encoded", pa.int64()),  # bytes of the model's files (encoded when quantised), written or not
+        ("compression_ratio_total", pa.float64()),  # baseline float32 parameter bytes / bytes_encoded (x)
         ("latency_iqr_ms", pa.float64()),
         ("baseline_latency_ms", pa.float64()),
         ("latency_predicted_ms", pa.float64()),
@@ -88,6 +96,7 @@ TRIAL_SCHEMA = pa.schema(
         ("time_baseline_s", pa.float64()),
         ("time_prune_s", pa.float64()),
         ("time_finetune_s", pa.float64()),
+        ("time_quantize_s", pa.float64()),  # quantising and fine-tuning the quantised model (s)
         ("time_eval_s", pa.float64()),
         ("device", pa.string()),
         ("data_loader", pa.string()),  # loader that fed training: device (tensors on the device) or stream (DataLoader)
@@ -105,6 +114,10 @@ EPOCH_SCHEMA = pa.schema(
         ("trial_id", pa.string()),
         ("epoch", pa.int64()),
         ("train_loss", pa.float64()),
+        ("quantizer", pa.string()),  # quantiser after fine-tuning (none: float32 weights); null before v7
+        ("quantize_bits_conv", pa.int64()),  # bits per stored conv weight code; null for none
+        ("quantize_bits_fc", pa.int64()),  # bits per stored fc weight code; null for none
+        ("top1_quantized", pa.float64()),  # val top-1 right after quantising, before its fine-tuning
         ("top1", pa.float64()),
         ("top5", pa.float64()),
         ("seconds", pa.float64()),

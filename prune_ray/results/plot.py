@@ -1,5 +1,7 @@
 """Frontier plots: top-1 against compression and against MACs kept, per model and dataset, with
-published points from the bundled literature.csv."""
+published points from the bundled literature.csv; and, where the rows know their models' bytes,
+top-1 against model size in bytes (log scale), one line per method and quantiser, so prune-only
+and prune+quantise models sit on one chart."""
 
 from __future__ import annotations
 
@@ -61,12 +63,12 @@ def _accuracy_limits(shown: list[float]) -> tuple[float, float]:
 
 
 def _legend_beside(axes) -> None:
-    """One legend per row, right of the MACs panel: the published points are many and would hide data."""
+    """One legend per row, right of the last panel: the published points are many and would hide data."""
     entries = {}
     for axis in axes:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    axes[1].legend(entries.values(), entries.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    axes[-1].legend(entries.values(), entries.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
 def _draw_lines(axes, points: pd.DataFrame, rows: pd.DataFrame, colours: dict, styles: dict) -> list[float]:
@@ -84,6 +86,22 @@ def _draw_lines(axes, points: pd.DataFrame, rows: pd.DataFrame, colours: dict, s
             label, style = (f"{method} / {schedule}" if len(schedules) > 1 else method), styles.get(schedule, "-")
             shown += _draw_method(axes[0], mine, trials, "params_keep", lambda keep: 1 / keep, colour, label, style)
             shown += _draw_method(axes[1], mine, trials, "macs_keep", lambda keep: keep, colour, label, style)
+    return shown
+
+
+def _draw_sizes(axis, points: pd.DataFrame, rows: pd.DataFrame) -> list[float]:
+    """Top-1 against bytes of the stored model: one frontier per (method, quantiser), the quantiser
+    as colour (so prune-only and each quantiser stand apart) and the method as line style."""
+    labels = sorted(points["quantize_label"].dropna().unique(), key=lambda label: (label != "none", label))
+    methods = sorted(points["method"].unique())
+    shown = []
+    for index, label in enumerate(labels):
+        for method, style in zip(methods, SCHEDULE_STYLES * (len(methods) // len(SCHEDULE_STYLES) + 1)):
+            mine = points[(points["method"] == method) & points["quantize_label"].eq(label)]
+            trials = rows[(rows["method"] == method) & rows["quantize_label"].eq(label)]
+            if not mine.empty:
+                shown += _draw_method(axis, mine, trials, "bytes_encoded", lambda size: size, f"C{index % 10}",
+                                      f"{method} / {label}", style)
     return shown
 
 
@@ -107,11 +125,15 @@ def _frame(axes, model: str, dataset: str, baseline: float, shown: list[float]) 
     axes[1].set_xlabel("MACs kept (fraction of baseline)")
     axes[0].set_title(f"{model} on {dataset}: accuracy vs compression")
     axes[1].set_title(f"{model} on {dataset}: accuracy vs MACs kept")
+    if len(axes) > 2:
+        axes[2].set_xscale("log")
+        axes[2].set_xlabel("model size on disk (bytes: encoded when quantised)")
+        axes[2].set_title(f"{model} on {dataset}: accuracy vs bytes")
 
 
 def plot_frontiers(results: pd.DataFrame, path: str, literature: pd.DataFrame | None = None, include_screen: bool = False):
-    """Write a PNG: per (model, dataset), top-1 against parameter compression and against MACs kept.
-    Returns the matplotlib Figure (tests inspect it)."""
+    """Write a PNG: per (model, dataset), top-1 against parameter compression, against MACs kept
+    and (where known) against the model's bytes. Returns the matplotlib Figure (tests inspect it)."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no GUI backend
 
     literature = load_literature() if literature is None else literature
@@ -119,8 +141,9 @@ def plot_frontiers(results: pd.DataFrame, path: str, literature: pd.DataFrame | 
     pairs = list(points[["model", "dataset"]].drop_duplicates().itertuples(index=False, name=None))
     if not pairs:
         raise ValueError("no trials with status 'ok' to plot")
-    figure = Figure(figsize=(15, 4.5 * len(pairs)))
-    grid = figure.subplots(len(pairs), 2, squeeze=False)
+    sizes = bool(points["bytes_encoded"].notna().any())  # a third panel: top-1 against bytes
+    figure = Figure(figsize=(22 if sizes else 15, 4.5 * len(pairs)))
+    grid = figure.subplots(len(pairs), 3 if sizes else 2, squeeze=False)
     colours = {method: f"C{i % 10}" for i, method in enumerate(sorted(points["method"].unique()))}
     schedules = sorted(points["schedule"].dropna().unique())
     styles = {schedule: SCHEDULE_STYLES[i % len(SCHEDULE_STYLES)] for i, schedule in enumerate(schedules)}
@@ -128,6 +151,8 @@ def plot_frontiers(results: pd.DataFrame, path: str, literature: pd.DataFrame | 
         here = (points["model"] == model) & (points["dataset"] == dataset)
         trials_here = (rows["model"] == model) & (rows["dataset"] == dataset)
         shown = _draw_lines(axes, points[here], rows[trials_here], colours, styles)
+        if sizes:
+            shown += _draw_sizes(axes[2], points[here], rows[trials_here])
         shown += _draw_literature(axes, literature_points(literature, model, dataset))
         baseline = 100 * rows.loc[trials_here, "baseline_top1"].mean()
         shown += [] if math.isnan(baseline) else [baseline]

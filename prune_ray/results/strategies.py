@@ -2,7 +2,7 @@
 accuracy over seeds and what it cost (fine-tuning epochs, seconds). Pure pandas, no I/O.
 
 A strategy is the schedule, plus the sampler for searched schedules, plus "+screen" for a
-two-stage search. Per run (sweep, seed) a strategy contributes the trial it would pick (best
+two-stage search, plus the quantiser and its bits for a quantised model. Per run (sweep, seed) a strategy contributes the trial it would pick (best
 validation top-1 among its fully fine-tuned trials) and the cost of all its trials, screening
 included; the table reports mean and std over runs.
 """
@@ -17,15 +17,17 @@ STRATEGY_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "strat
 
 
 def strategy_of(rows: pd.DataFrame) -> pd.Series:
-    """Schedule, /sampler, and for a two-stage search " +screen" (ranked by accuracy after BatchNorm
+    """Schedule, /sampler, for a two-stage search " +screen" (ranked by accuracy after BatchNorm
     recalibration, no fine-tuning) or " +screen N ep" (ranked after N epochs of fine-tuning: the
-    sweep's screen rows say which)."""
+    sweep's screen rows say which), and the quantiser of a quantised model."""
     sampler = rows["sampler"].where(rows["sampler"].notna(), None)
     label = rows["schedule"].astype(str) + sampler.map(lambda value: f"/{value}" if value else "")
     screens = rows[rows["stage"].eq("screen")].groupby("sweep")["finetune_epochs"].max()
     epochs = rows["sweep"].map(screens).fillna(0)
     screen = epochs.map(lambda n: f" +screen {n:g} ep" if n > 0 else " +screen")
-    return label + screen.where(rows["stage"].isin(["screen", "final"]), "")
+    label += screen.where(rows["stage"].isin(["screen", "final"]), "")
+    quantized = rows["quantize_bits_conv"].notna()  # a quantised model is a strategy of its own: 'lamp kmeans 8/5'
+    return label + rows["quantize_label"].where(quantized, "").map(lambda name: f" {name}" if name else "")
 
 
 def strategy_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -33,7 +35,7 @@ def strategy_summary(results: pd.DataFrame) -> pd.DataFrame:
     seconds per run (all trials, screening included), trials per run, n runs; accuracies in [0, 1]."""
     rows = usable_rows(results, include_screen=True)
     rows["strategy"] = strategy_of(rows)
-    rows["seconds"] = rows[["time_prune_s", "time_finetune_s", "time_eval_s"]].fillna(0).sum(axis=1)
+    rows["seconds"] = rows[["time_prune_s", "time_finetune_s", "time_quantize_s", "time_eval_s"]].fillna(0).sum(axis=1)
     keys = [*STRATEGY_KEYS, *RUN_KEYS]
     cost = rows.groupby(keys, dropna=False).agg(epochs=("finetune_epochs", "sum"), seconds=("seconds", "sum"),
                                                  trials=("top1", "size"))

@@ -40,7 +40,7 @@ def settle_unfinished(storage: Storage, sweep: str, results: Iterable) -> int:
 
 
 def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
-    """Print where the rows are and the best row per (budget, method), or a frontier search's
+    """Print where the rows are and the best row per (budget, method, quantiser), or a frontier search's
     non-dominated rows; returns 3 if every trial failed."""
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] == "failed"]
@@ -58,11 +58,17 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
         print("[prune-ray] non-dominated rows (top-1 against resource kept):")
         print(front[["method", *columns]].to_string(index=False, float_format=number))
     elif len(ok):
-        point = ["budget", "ratio", "point_detail", "method", "prune_steps", "stage"]
+        point = ["budget", "ratio", "point_detail", "method", "prune_steps", "quantizer", "quantize_bits_conv",
+                 "quantize_bits_fc", "stage"]
+        quantization = ["quantizer", "quantize_bits_conv", "quantize_bits_fc", "top1_quantized", "bytes_encoded",
+                        "compression_ratio_total"]  # absent from rows made before schema v7
+        ok = ok.reindex(columns=[*ok.columns, *(c for c in quantization if c not in ok)]).astype({"quantizer": object})
         # the analysis's pick (best_trial_per_run): on a tie in top-1 the smaller keep, whose model artifacts.save keeps
         ordered = ok.sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
         best = ordered.groupby(point, sort=True, dropna=False).head(1)
-        shown = [c for c in [*point, *columns] if best[c].notna().any()]  # hide budget or ratio when unused
+        shown = [c for c in [*point, *columns, *quantization[3:]] if best[c].notna().any()]  # hide budget or ratio when unused
+        if not best["quantize_bits_conv"].notna().any():  # nothing quantised: the quantizer columns say nothing
+            shown = [c for c in shown if c not in quantization]
         print("[prune-ray] best row per budget and method:")
         print(best.sort_values(point)[shown].to_string(index=False, float_format=number))
     for _, row in failed.iterrows():

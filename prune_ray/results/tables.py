@@ -34,10 +34,24 @@ def _drop_empty(table: pd.DataFrame, optional: Sequence[str]) -> pd.DataFrame:
     return table.drop(columns=[name for name in optional if name in table and table[name].isna().all()])
 
 
+def _quantised(points: pd.DataFrame) -> bool:
+    """Whether any point stores quantised codes (its bits are known): then the tables say how."""
+    return bool(points["quantize_bits_conv"].notna().any())
+
+
+def _bits(point) -> str:
+    """'8/5' (conv/fc bits per code), or '32' for float32 weights."""
+    conv, fc = point["quantize_bits_conv"], point["quantize_bits_fc"]
+    return "32" if _missing(conv) or _missing(fc) else f"{conv:g}/{fc:g}"
+
+
 def frontier_table(points: pd.DataFrame) -> pd.DataFrame:
-    """The frontier points of every (model, dataset, method, metric); accuracies in %."""
+    """The frontier points of every (model, dataset, method, metric, quantiser); accuracies in %;
+    the quantiser, its top-1 right after quantising, bytes and total compression when any point
+    is quantised."""
     front = pareto_front(points)
-    table = front[["model", "dataset", "method", *DESCRIPTORS]].assign(
+    quantized = _quantised(front)
+    table = front[["model", "dataset", "method", *(["quantize_label"] if quantized else []), *DESCRIPTORS]].assign(
         keep=front["keep"],
         compression=1 / front["keep"],
         top1_pct=100 * front["top1_mean"],
@@ -46,6 +60,8 @@ def frontier_table(points: pd.DataFrame) -> pd.DataFrame:
         test_top1_pct_std=100 * front["test_top1_std"],
         n=front["n"],
         trials=front["trials"],
+        **({"top1_quantized_pct": 100 * front["top1_quantized"], "bytes": front["bytes_encoded"],
+            "compression_total": front["compression_ratio_total"]} if quantized else {}),
         model_uri=front["model_uri"],  # the saved pruned model(s): load_pruned or python -m prune_ray.export
     )
     return _drop_empty(table, [*DESCRIPTORS, "test_top1_pct", "test_top1_pct_std", "model_uri"])
@@ -64,28 +80,39 @@ def _notes(point: pd.Series) -> str:
         parts.append(f"{int(point['prune_steps'])} steps")
     if not _missing(point.get("point_detail")):
         parts.append(str(point["point_detail"]))
+    if not _missing(point.get("quantize_bits_conv")):
+        parts.append(f"{point['quantizer']} quantised")
     return ", ".join(parts)
 
 
 def methods_table(points: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    """Like the source documents' "Final Table": a Baseline row per network, then every frontier point."""
+    """Like the source documents' "Final Table": a Baseline row per network, then every frontier point.
+    When a point is quantised, Deep Compression's columns too: parameters kept, bits per weight
+    code, bytes of the stored model and total compression (baseline float32 bytes / bytes)."""
     front = pareto_front(points)
     rows = [
         {"method": "Baseline", "network": b.model, "dataset": b.dataset, "top1_pct": 100 * b.top1_mean,
-         "top1_pct_std": 100 * b.top1_std, "sparsity_pct": 0.0, "macs_removed_pct": 0.0, "n": b.n, "notes": ""}
+         "top1_pct_std": 100 * b.top1_std, "sparsity_pct": 0.0, "macs_removed_pct": 0.0, "params_kept_pct": 100.0,
+         "bits": "32", "bytes": 4 * b.params, "compression_total": 1.0, "n": b.n,
+         "notes": ""}
         for b in baseline.itertuples()
     ]
     rows += [
         {"method": p["method"], "network": p["model"], "dataset": p["dataset"], "top1_pct": 100 * p["top1_mean"],
          "top1_pct_std": 100 * p["top1_std"], "sparsity_pct": 100 * (1 - p["params_keep"]),
-         "macs_removed_pct": 100 * (1 - p["macs_keep"]), "n": p["n"], "notes": _notes(p), "model_uri": p["model_uri"]}
+         "macs_removed_pct": 100 * (1 - p["macs_keep"]), "params_kept_pct": 100 * p["params_keep"], "bits": _bits(p),
+         "bytes": p["bytes_encoded"], "compression_total": p["compression_ratio_total"], "n": p["n"], "notes": _notes(p),
+         "model_uri": p["model_uri"]}
         for _, p in front.iterrows()
     ]
-    columns = ["method", "network", "dataset", "top1_pct", "top1_pct_std", "sparsity_pct", "macs_removed_pct", "n", "notes", "model_uri"]
+    columns = ["method", "network", "dataset", "top1_pct", "top1_pct_std", "sparsity_pct", "macs_removed_pct",
+               "params_kept_pct", "bits", "bytes", "compression_total", "n", "notes", "model_uri"]
     table = pd.DataFrame(rows, columns=columns)
     # baseline first within each network, as in the source document's table
     order = table.assign(is_method=table["method"] != "Baseline")
     table = table.loc[order.sort_values(["network", "dataset", "is_method"], kind="stable").index].reset_index(drop=True)
+    if not _quantised(front):
+        table = table.drop(columns=["params_kept_pct", "bits", "bytes", "compression_total"])
     return _drop_empty(table, ["model_uri"])
 
 
@@ -136,14 +163,17 @@ def _threshold(value: float) -> str:
 
 def frontier_markdown(table: pd.DataFrame) -> str:
     names = {"budget_metric": "metric", "prune_steps": "steps", "keep": "kept", "compression": "compression (x)",
-             "top1_pct": "top1 (%)", "test_top1_pct": "test top1 (%)", "n": "seeds"}
+             "top1_pct": "top1 (%)", "test_top1_pct": "test top1 (%)", "n": "seeds", "quantize_label": "quantizer",
+             "top1_quantized_pct": "top1 quantised (%)", "compression_total": "total compression (x)"}
     shown = [name for name in table.columns if not name.endswith("_std")]
     body = []
     for _, row in table.iterrows():
         cells = []
         for name in shown:
-            if name in ("top1_pct", "test_top1_pct"):
+            if name in ("top1_pct", "test_top1_pct", "top1_quantized_pct"):
                 cells.append(_pct(row[name], row.get(f"{name}_std", math.nan)))  # std dropped when one seed
+            elif name in ("bytes", "compression_total"):
+                cells.append("-" if _missing(row[name]) else f"{row[name]:,.0f}" if name == "bytes" else f"{row[name]:.1f}")
             elif name in ("keep", "compression"):
                 cells.append(f"{row[name]:.4f}" if name == "keep" else f"{row[name]:.2f}")
             else:
@@ -152,15 +182,24 @@ def frontier_markdown(table: pd.DataFrame) -> str:
     return _markdown([names.get(name, name) for name in shown], body)
 
 
+def _deep_compression_cells(row) -> list[str]:
+    size = "-" if _missing(row.bytes) else f"{row.bytes:,.0f}"
+    ratio = "-" if _missing(row.compression_total) else f"{row.compression_total:.1f}x"
+    return [f"{row.params_kept_pct:.2f}%", row.bits, size, ratio]
+
+
 def methods_markdown(table: pd.DataFrame) -> str:
-    saved = "model_uri" in table
+    saved, quantized = "model_uri" in table, "bits" in table
     body = [
         [row.method, row.network, row.dataset, _pct(row.top1_pct, row.top1_pct_std, "%"), f"{row.sparsity_pct:.2f}%",
-         f"{row.macs_removed_pct:.2f}%", "; ".join(part for part in (row.notes, f"{row.n} seed{'' if row.n == 1 else 's'}") if part),
+         f"{row.macs_removed_pct:.2f}%", *(_deep_compression_cells(row) if quantized else []),
+         "; ".join(part for part in (row.notes, f"{row.n} seed{'' if row.n == 1 else 's'}") if part),
          *([_plain(row.model_uri)] if saved else [])]
         for row in table.itertuples()
     ]
-    return _markdown(["Method", "Network", "Dataset", "Acc", "Sparsity", "MACs removed", "Notes", *(["Model"] if saved else [])], body)
+    deep_compression = ["Params kept", "Bits (conv/fc)", "Bytes", "Compression"] if quantized else []
+    return _markdown(["Method", "Network", "Dataset", "Acc", "Sparsity", "MACs removed", *deep_compression, "Notes",
+                      *(["Model"] if saved else [])], body)
 
 
 def ratio_grid_markdown(table: pd.DataFrame) -> str:

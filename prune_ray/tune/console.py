@@ -27,7 +27,8 @@ def point_label(config: dict, with_seed: bool = True) -> str:
              "frontier" if point.ratio is None else
              f"ratio {point.ratio:g}" if isinstance(point.ratio, float) else "ratios")
     steps = f" x{point.prune_steps}" if point.prune_steps > 1 else ""
-    return f"{point.method}@{where}{steps}" + (f" seed {point.seed}" if with_seed else "")
+    quantized = f" {point.quantize_label}" if point.quantize_label else ""
+    return f"{point.method}@{where}{steps}{quantized}" + (f" seed {point.seed}" if with_seed else "")
 
 
 class Console(Callback):
