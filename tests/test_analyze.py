@@ -381,9 +381,13 @@ def test_strategies_table_compares_schedules_at_equal_budgets_with_their_cost():
         {**search, "seed": 1, "top1": 0.94, "test_top1": 0.93},
         {**screen, "seed": 0, "top1": 0.50}, {**screen, "seed": 0, "top1": 0.40},
         {**search, "stage": "final", "seed": 0, "top1": 0.96, "test_top1": 0.95},
+        # another sweep screens by one epoch of fine-tuning: a strategy of its own
+        {**screen, "sweep": "s2", "finetune_epochs": 1, "top1": 0.70}, {**screen, "sweep": "s2", "finetune_epochs": 1, "top1": 0.60},
+        {**search, "sweep": "s2", "stage": "final", "seed": 0, "top1": 0.94, "test_top1": 0.94},
     ))
     table = strategies_table(results).set_index("strategy")
-    assert list(table.index) == ["searched/tpe +screen", "searched/tpe", "global"]  # by test top-1
+    assert list(table.index) == ["searched/tpe +screen", "searched/tpe +screen 1 ep", "searched/tpe", "global"]  # by test top-1
+    assert table.loc["searched/tpe +screen 1 ep", "epochs"] == 5 and table.loc["searched/tpe +screen 1 ep", "n"] == 1
     assert table.loc["global", "test_top1_mean_pct"] == pytest.approx(90.0)
     assert table.loc["searched/tpe", "top1_mean_pct"] == pytest.approx(94.5)  # (95 + 94) / 2: best per seed
     assert table.loc["searched/tpe", "epochs"] == pytest.approx(4.5)  # seed 0 ran 2 trials, seed 1 one

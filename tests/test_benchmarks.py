@@ -29,3 +29,38 @@ def test_epoch_time_runs_on_a_cpu_with_few_images(tmp_path):
     assert any(count % 8 for count in pruned["channels"])  # unrounded counts are not all multiples
     assert "not run, no GPU here" in figures["note"]  # two processes sharing a GPU need a GPU
     assert "| resnet20 | pruned+round_to 8 |" in done.stdout
+
+
+def test_search_quality_pairs_each_strategy_with_the_best_one_shot_allocation_on_the_same_seed():
+    """The paired table: per seed the picked trial (best validation top-1), minus the best one-shot
+    allocation's on the same baseline; a shared baseline's level cancels out of the difference."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("search_quality", os.path.join(ROOT, "benchmarks", "search_quality.py"))
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    stamp = "20260101-000000"
+    common = {"status": "ok", "stage": "single", "method": "magnitude", "budget": 0.02, "budget_metric": "params",
+              "params_keep": 0.02, "macs_keep": 1.0}
+    rows = []
+    for seed, level in ((0, 0.90), (1, 0.80)):  # seed 1's baseline is 10 points worse for every strategy
+        rows += [
+            {**common, "sweep": f"magnitude-lamp-{stamp}", "seed": seed, "top1": level, "test_top1": level,
+             "baseline_test_top1": level + 0.09},
+            {**common, "sweep": f"magnitude-global-{stamp}", "seed": seed, "top1": level, "test_top1": level - 0.02,
+             "baseline_test_top1": level + 0.09},
+            {**common, "sweep": f"magnitude-searched-tpe-{stamp}", "seed": seed, "top1": level + 0.01,
+             "test_top1": level + 0.01, "baseline_test_top1": level + 0.09},
+            {**common, "sweep": f"magnitude-searched-tpe-{stamp}", "seed": seed, "top1": level - 0.05,  # not picked
+             "test_top1": level + 0.05, "baseline_test_top1": level + 0.09},
+            {**common, "sweep": f"magnitude-searched-tpe-{stamp}", "seed": seed, "stage": "screen", "top1": 0.99,
+             "test_top1": 0.99, "baseline_test_top1": level + 0.09},  # a screening row is never the pick
+        ]
+    picked = quality.picks(pd.DataFrame(rows), stamp)
+    assert sorted(picked["strategy"].unique()) == ["global", "lamp", "searched-tpe"]
+    text = quality.paired_table(picked)
+    assert "`magnitude` at 0.02 (best one-shot: lamp); baseline test top-1 per seed: 99.00, 89.00" in text
+    assert "| searched-tpe | 91.00 | 81.00 | 86.00 ± 7.07 | +1.00 ± 0.00 |" in text
+    assert "| global | 88.00 | 78.00 | 83.00 ± 7.07 | -2.00 ± 0.00 |" in text

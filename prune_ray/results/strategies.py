@@ -17,9 +17,15 @@ STRATEGY_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "strat
 
 
 def strategy_of(rows: pd.DataFrame) -> pd.Series:
+    """Schedule, /sampler, for a two-stage search " +screen" (ranked by accuracy after BatchNorm
+    recalibration, no fine-tuning) or " +screen N ep" (ranked after N epochs of fine-tuning: the
+    sweep's screen rows say which), and the quantiser of a quantised model."""
     sampler = rows["sampler"].where(rows["sampler"].notna(), None)
     label = rows["schedule"].astype(str) + sampler.map(lambda value: f"/{value}" if value else "")
-    label += rows["stage"].isin(["screen", "final"]).map({True: " +screen", False: ""})
+    screens = rows[rows["stage"].eq("screen")].groupby("sweep")["finetune_epochs"].max()
+    epochs = rows["sweep"].map(screens).fillna(0)
+    screen = epochs.map(lambda n: f" +screen {n:g} ep" if n > 0 else " +screen")
+    label += screen.where(rows["stage"].isin(["screen", "final"]), "")
     quantized = rows["quantize_bits_conv"].notna()  # a quantised model is a strategy of its own: 'lamp kmeans 8/5'
     return label + rows["quantize_label"].where(quantized, "").map(lambda name: f" {name}" if name else "")
 
