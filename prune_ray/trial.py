@@ -298,7 +298,10 @@ class TrialRun:
         row.update(dataclasses.asdict(pruned), **derived(self.base, pruned))
         row.update(speed_columns(time_paired(self.reference, model, self.timing_batch, timing_options(self.spec))))
         if self.table is not None:
-            row["latency_predicted_ms"] = predict_ms(self.table, model)
+            # the table's prediction at this moment's machine speed: its ratio to the table's own
+            # prediction for the baseline, times the baseline as timed here (the cached table may
+            # have been timed under another load)
+            row["latency_predicted_ms"] = predict_ms(self.table, model) / self.subject.baseline_resource * row["baseline_latency_ms"]
         row["time_eval_s"] = time.perf_counter() - began
         row["status"] = "ok"
         target = self.config.target_keep

@@ -34,7 +34,8 @@ def test_a_latency_budget_is_met_on_the_measured_latency(tmp_path, ray_env):
         # measured, paired with the baseline: the fastest the interval allows is within the budget
         assert 1 / row["speedup_high"] <= BUDGET, (row["method"], row["speedup_low"], row["speedup_high"])
         assert row["latency_keep"] == pytest.approx(1 / row["speedup_measured"])
-        assert 0 < row["latency_predicted_ms"] < row["baseline_latency_ms"] * 1.5  # the table's prediction, recorded
+        # the table's prediction, recorded at this trial's machine speed: the plan met the budget on it
+        assert 0 < row["latency_predicted_ms"] <= BUDGET * row["baseline_latency_ms"] * (1 + 1e-6)
         assert row["macs_keep"] < 1
     # one table per model, dataset, device and batch size, in the storage
     assert len(glob.glob(str(tmp_path / "results" / "latency" / "digits_cnn-digits-cpu*-b256.json"))) == 1
