@@ -324,6 +324,16 @@ class TrialRun:
         saved = write_model(self.storage, (self.context.sweep, "models", self.trial_id), files)
         self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)
 
+    def run_phases(self) -> None:
+        """Phases 2 to 7 in order; an exception ends the trial where it is raised (run_trial makes
+        it the row's error)."""
+        self.obtain_baseline()
+        self.plan()
+        self.prune_and_finetune()
+        self.quantize()
+        self.measure()
+        self.save()
+
     def fail(self, error: Exception) -> None:
         """A failed trial is a row, never a crashed sweep; what was measured before stays in it."""
         self.row["status"] = "failed"
@@ -353,12 +363,7 @@ def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report:
     """Run one trial and write its row (status 'ok' or 'failed'); returns the row."""
     run = TrialRun(config, context, trial_id, report, runtime)
     try:
-        run.obtain_baseline()
-        run.plan()
-        run.prune_and_finetune()
-        run.quantize()
-        run.measure()
-        run.save()
+        run.run_phases()
     except Exception as error:  # noqa: BLE001  (every failure becomes the row's error)
         run.fail(error)
     return run.finish_row()

@@ -42,16 +42,11 @@ def spec_for(storage, model: str, **changes) -> SweepSpec:
 
 
 def run_phases(spec: SweepSpec, method: str, sweep: str, trial_id: str = "t1") -> TrialRun:
-    """A trial phase by phase (as run_trial runs them), keeping the trial's own model."""
+    """A trial's phases as run_trial runs them, keeping the trial's own model."""
     budget = BUDGETS[get_method(method).granularity]
     run = TrialRun(TrialConfig(OperatingPoint(budget, method, 0)), TrialContext(spec, sweep, {}, None), trial_id,
                    lambda _: None, Runtime())
-    run.obtain_baseline()
-    run.plan()
-    run.prune_and_finetune()
-    run.quantize()
-    run.measure()
-    run.save()
+    run.run_phases()  # unlike run_trial, an error fails the test rather than becoming the row's
     run.finish_row()
     return run
 

@@ -6,7 +6,7 @@ import torch.nn.utils.prune as torch_prune
 
 from prune_ray.measure import count_params, measure
 from prune_ray.prune import apply_pruning, get_method, list_methods
-from prune_ray.prune.unstructured import make_masks_permanent
+from prune_ray.prune.unstructured import make_masks_permanent, mask_smallest
 from prune_ray.train import TrainRecipe, evaluate, train
 
 METHODS = list_methods()
@@ -127,3 +127,25 @@ def test_unknown_layer_and_bad_ratio_are_errors(cnn, digits):
         apply_pruning(cnn, "magnitude", {"conv9": 0.5}, digits.example_inputs(1))
     with pytest.raises(ValueError, match=r"ratio 1.5 for layer 'conv1' is outside \[0, 0.99\]"):
         apply_pruning(cnn, "magnitude", {"conv1": 1.5}, digits.example_inputs(1))
+
+
+def test_magnitude_masks_equal_torchs_l1_unstructured_over_two_cycles():
+    """mask_smallest (one k-th-value selection) masks what torch.nn.utils.prune's L1Unstructured
+    masks, on a fresh layer and on the next cycle over its remaining weights (distinct magnitudes:
+    no ties), and with exact zeros in the layer masks exactly the asked count, zeros first."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 32)
+    ours, theirs = copy.deepcopy(layer), copy.deepcopy(layer)
+    for amount in (1024, 512):  # of 2048 weights: half, then half of what is left
+        mask_smallest([ours], amount)
+        torch_prune.l1_unstructured(theirs, "weight", amount=amount)
+        assert torch.equal(ours.weight_mask, theirs.weight_mask)
+        assert torch.equal(ours.weight, theirs.weight)
+    zeros = copy.deepcopy(layer)
+    with torch.no_grad():
+        zeros.weight[:4] = 0.0  # 256 exact zeros: ties at the threshold
+    mask_smallest([zeros], 300)
+    assert int((zeros.weight_mask == 0).sum()) == 300
+    assert (zeros.weight_mask[:4] == 0).all()
+    with pytest.raises(ValueError, match="only 1748 are unmasked"):
+        mask_smallest([zeros], 1749)
