@@ -164,7 +164,9 @@ def test_hub_model_saved_and_reloaded_by_load_pruned(tmp_path, name, args):
     _roundtrip(tmp_path, name, shape, args, "l1_filter", 0.3)
 
 
-@pytest.mark.parametrize("case", ["factory raises", "method cannot prune a layer", "unreadable image"])
+@pytest.mark.parametrize("case", [  # each a CLI run (~5-10 s): the fast tier keeps one, the full suite all
+    "factory raises", pytest.param("method cannot prune a layer", marks=pytest.mark.slow),
+    pytest.param("unreadable image", marks=pytest.mark.slow)])
 def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case):
     """What a user sees: exit status 2, one line on stderr naming the problem, nothing written."""
     import subprocess

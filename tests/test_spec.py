@@ -108,9 +108,10 @@ def run_cli(*args, cwd):
     "args, fragment",
     [
         (["--budget", "1.5"], "budget 1.5 is outside (0, 1]"),
-        (["--budget", "0"], "budget 0.0 is outside (0, 1]"),
-        (["BAD"], "unknown key 'epocs'"),
-        (["--num-samples", "0"], "search.num_samples"),
+        # each CLI run starts an interpreter (~5 s): the fast tier keeps one, the full suite all
+        pytest.param(["--budget", "0"], "budget 0.0 is outside (0, 1]", marks=pytest.mark.slow),
+        pytest.param(["BAD"], "unknown key 'epocs'", marks=pytest.mark.slow),
+        pytest.param(["--num-samples", "0"], "search.num_samples", marks=pytest.mark.slow),
     ],
 )
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
@@ -132,8 +133,8 @@ def test_cli_help_explains_each_option(tmp_path):
 
 @pytest.mark.parametrize("content, fragment", [
     (None, "does not exist"),
-    (b"not a safetensors file", "is unreadable"),
-    ("lenet5", "does not fit the model"),
+    pytest.param(b"not a safetensors file", "is unreadable", marks=pytest.mark.slow),  # fast tier: one CLI run
+    pytest.param("lenet5", "does not fit the model", marks=pytest.mark.slow),
 ])
 def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_path, content, fragment):
     """baseline.checkpoint missing, corrupt, or another model's weights: one line naming the file."""
@@ -154,6 +155,7 @@ def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_pat
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # a CLI run (~5 s); the fast tier keeps one per kind of check
 def test_cli_missing_dataset_files_exit_2_with_where_to_put_them(tmp_path):
     (tmp_path / "spec.yaml").write_text(f"model: resnet20\ndataset: cifar10\ndata: {{root: {tmp_path / 'none'}}}\n")
     result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)
