@@ -88,3 +88,14 @@ def write_image_folder(root, splits=("train",), per_class: int = 12, classes=("c
                 pixels = rng.integers(0, 120, (size, size, 3))
                 pixels[:, :, index % 3] += 120
                 Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"{n}.png"))
+
+
+def first_fast(*cases):
+    """Parametrize cases of a check that starts a Python interpreter (~5-10 s each): the first
+    stays in the fast tier, the rest are marked slow (the full suite runs them all)."""
+    import pytest
+
+    def param(case):
+        return case if isinstance(case, tuple) and not isinstance(case, str) else (case,)
+
+    return [pytest.param(*param(case), marks=() if n == 0 else pytest.mark.slow) for n, case in enumerate(cases)]

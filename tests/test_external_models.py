@@ -19,6 +19,7 @@ from prune_ray.results.storage import open_storage
 from prune_ray.spec import SpecError, spec_from_yaml
 from prune_ray.train import TrainRecipe
 from prune_ray.trial_setup import preflight
+from fixtures import first_fast
 from user_models import write_user_net
 
 SHAPE = {"num_classes": 10, "in_channels": 1, "image_size": 8}  # the digits dataset's
@@ -164,9 +165,7 @@ def test_hub_model_saved_and_reloaded_by_load_pruned(tmp_path, name, args):
     _roundtrip(tmp_path, name, shape, args, "l1_filter", 0.3)
 
 
-@pytest.mark.parametrize("case", [  # each a CLI run (~5-10 s): the fast tier keeps one, the full suite all
-    "factory raises", pytest.param("method cannot prune a layer", marks=pytest.mark.slow),
-    pytest.param("unreadable image", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", first_fast("factory raises", "method cannot prune a layer", "unreadable image"))
 def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case):
     """What a user sees: exit status 2, one line on stderr naming the problem, nothing written."""
     import subprocess

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import yaml
+from fixtures import first_fast
 
 from prune_ray.smoke import smoke_twin
 from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, validate, with_overrides
@@ -106,13 +107,12 @@ def run_cli(*args, cwd):
 
 @pytest.mark.parametrize(
     "args, fragment",
-    [
+    first_fast(
         (["--budget", "1.5"], "budget 1.5 is outside (0, 1]"),
-        # each CLI run starts an interpreter (~5 s): the fast tier keeps one, the full suite all
-        pytest.param(["--budget", "0"], "budget 0.0 is outside (0, 1]", marks=pytest.mark.slow),
-        pytest.param(["BAD"], "unknown key 'epocs'", marks=pytest.mark.slow),
-        pytest.param(["--num-samples", "0"], "search.num_samples", marks=pytest.mark.slow),
-    ],
+        (["--budget", "0"], "budget 0.0 is outside (0, 1]"),
+        (["BAD"], "unknown key 'epocs'"),
+        (["--num-samples", "0"], "search.num_samples"),
+    ),
 )
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
     (tmp_path / "BAD").write_text("finetune: {epocs: 1}\n")
@@ -131,11 +131,11 @@ def test_cli_help_explains_each_option(tmp_path):
         assert option in result.stdout
 
 
-@pytest.mark.parametrize("content, fragment", [
+@pytest.mark.parametrize("content, fragment", first_fast(
     (None, "does not exist"),
-    pytest.param(b"not a safetensors file", "is unreadable", marks=pytest.mark.slow),  # fast tier: one CLI run
-    pytest.param("lenet5", "does not fit the model", marks=pytest.mark.slow),
-])
+    (b"not a safetensors file", "is unreadable"),
+    ("lenet5", "does not fit the model"),
+))
 def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_path, content, fragment):
     """baseline.checkpoint missing, corrupt, or another model's weights: one line naming the file."""
     from safetensors.torch import save_file
@@ -155,7 +155,6 @@ def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_pat
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.slow  # a CLI run (~5 s); the fast tier keeps one per kind of check
 def test_cli_missing_dataset_files_exit_2_with_where_to_put_them(tmp_path):
     (tmp_path / "spec.yaml").write_text(f"model: resnet20\ndataset: cifar10\ndata: {{root: {tmp_path / 'none'}}}\n")
     result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)
