@@ -15,6 +15,7 @@ SPEC = f"""
 name: latency
 methods: [l1_filter, fpgm]
 budgets: [{BUDGET}]
+search: {{max_concurrent: 1}}  # one trial at a time: neither times itself against the other's training
 budget_metric: latency
 schedule: uniform
 baseline: {{train: {{epochs: 2}}}}
