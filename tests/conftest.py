@@ -72,9 +72,12 @@ def ray_env():
 @pytest.fixture(scope="module")
 def local_ray(ray_env):
     """One in-process local Ray instance per test module: sweeps run through `sweep.main` in this
-    process, the way the CLI runs them, minus a Ray start per test."""
+    process, the way the CLI runs them, minus a Ray start per test. One CPU: the other xdist worker
+    has the other core, and a second concurrent trial is a second Ray actor process to start
+    (~4 s of imports) that buys no time on a machine the suite already keeps busy (CPU of four
+    twins and of four schedule tests: 115 and 179 s with two CPUs, 82 and 138 s with one)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_env["RAY_TMPDIR"], configure_logging=False)
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_env["RAY_TMPDIR"], configure_logging=False)
     yield
     ray.shutdown()

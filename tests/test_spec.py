@@ -175,7 +175,7 @@ def test_smoke_twins_shrink_recipes_to_a_cpu_minute():
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
     han = smoke_twin(load_spec(os.path.join(root, "han_iterative_alexnet.yaml")))
     assert han.prune_steps == (1, 3) and han.dataset == "digits" and han.finetune.epochs == 1  # 9 cycles capped at 3
-    assert han.data.train_limit == 384 and han.data.val_fraction == 0.2  # a subset to train on, validation whole
+    assert han.data.train_limit == 192 and han.data.val_fraction == 0.2  # a subset to train on, validation whole
     grid = smoke_twin(load_spec(os.path.join(root, "global_vgg11_noretrain.yaml")))
     assert len(grid.fixed_ratios) == 2 and grid.finetune.epochs == 0  # first and last ratio, still no retraining
     netadapt = smoke_twin(load_spec(os.path.join(root, "netadapt_resnet20.yaml")))

@@ -81,7 +81,7 @@ def remove_channels(
     model: nn.Module,
     removed: Mapping[str, int],
     calibration: Calibration,
-    importance: tp.importance.Importance,
+    importance: Callable[[Group], torch.Tensor | None],
 ) -> nn.Module:
     """Remove `removed[name]` output channels, lowest score first, from each named group."""
     names = {module: name for name, module in model.named_modules()}
@@ -106,8 +106,19 @@ def _with_importance(importance_factory: Callable[[], tp.importance.Importance])
     return prune
 
 
-# Channel counts alone decide the pruned shapes, so any ranking serves to measure a plan's resource.
 _by_l1 = _with_importance(lambda: tp.importance.GroupMagnitudeImportance(p=1, group_reduction="first", normalizer=None))
+
+
+def _position(group: Group) -> torch.Tensor:
+    """Channel scores by position (the first channels go first): no weights read, nothing computed."""
+    return torch.arange(len(group[0].idxs), dtype=torch.float32)
+
+
+def _by_position(model: nn.Module, removed: Mapping[str, int], calibration: Calibration) -> nn.Module:
+    """Every structured method's stand-in for measuring a plan: channel counts alone decide the pruned
+    shapes (and so MACs, parameters and latency), so any ranking serves, and this one costs nothing.
+    (Scoring every group by L1 norm took half of a vgg16_bn budget projection's 3.6 s.)"""
+    return remove_channels(model, removed, calibration, _position)
 
 
 def _structured(name: str, paper: str, ranking: str, layers=channel_groups):
@@ -118,7 +129,7 @@ def _structured(name: str, paper: str, ranking: str, layers=channel_groups):
         ratio_meaning=f"fraction of each channel group's output channels removed, {ranking}",
         layers=layers,
         max_ratio=MAX_RATIO,
-        shape_prune=_by_l1,
+        shape_prune=_by_position,
     )
 
 
