@@ -5,7 +5,7 @@ import torch
 import torch.nn.utils.prune as torch_prune
 
 from prune_ray.measure import count_params, measure
-from prune_ray.prune import apply_pruning, get_method, list_methods
+from prune_ray.prune import Calibration, apply_pruning, get_method, list_methods
 from prune_ray.prune.unstructured import make_masks_permanent, mask_smallest
 from prune_ray.train import TrainRecipe, evaluate, train
 
@@ -62,6 +62,20 @@ def units_removed(model, granularity: str, layer) -> int:
     if granularity == "unstructured":
         return sum(w.numel() - int(torch.count_nonzero(w)) for w in weights)
     return layer.units - weights[0].shape[0]  # output channels physically gone
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if get_method(m).shape_prune is not None])
+def test_the_shape_stand_in_gives_the_methods_own_shapes(method, cnn, digits):
+    """Budget projection and latency plans measure a plan on shape_prune's copy (structured: channels
+    removed by position; low-rank: random factors), so its shapes must be the method's."""
+    spec = get_method(method)
+    example = digits.train_x[:64]
+    counts = {layer.name: layer.units // 2 for layer in spec.layers(cnn, example)}
+    calibration = Calibration(example, digits.train_y[:64])
+    real = spec.prune(copy.deepcopy(cnn), counts, calibration)
+    stand_in = spec.shape_prune(copy.deepcopy(cnn), counts, calibration)
+    assert {n: tuple(p.shape) for n, p in stand_in.named_parameters()} == {n: tuple(p.shape) for n, p in real.named_parameters()}
+    assert measure(stand_in, example, latency=False).macs == measure(real, example, latency=False).macs < measure(cnn, example, latency=False).macs
 
 
 @pytest.mark.parametrize("method", METHODS)
