@@ -17,10 +17,11 @@ SMOKE_TRAIN_EXAMPLES = 192  # of digits' 1150: 19 examples per class (the traini
 
 def smoke_twin(spec: SweepSpec) -> SweepSpec:
     """The spec shrunk to a CPU-minute: bundled digits data (SMOKE_TRAIN_EXAMPLES of its training
-    split), 1 epoch, 1 trial per group, only the
-    first and last budget, fixed ratio and step count (at most 3 steps), one core per trial, fast timing. Model,
-    methods, schedule, iterative mode and search stay, so the smoke run exercises the same code."""
-    prune_steps = tuple(sorted({min(steps, 3) for steps in _ends(spec.prune_steps)}))  # 9 cycles prove no more than 3
+    split), 1 epoch, 1 trial per group, only the tightest budget (another budget runs the same
+    code), the first and last fixed ratio (they may name different layer kinds), the largest step
+    count (at most 3 steps), one core per trial, fast timing. Model, methods, schedule, iterative
+    mode and search stay, so the smoke run exercises the same code."""
+    prune_steps = (min(max(spec.prune_steps), 3),)  # 9 cycles prove no more than 3; 1 step adds no code
     # recipes without fine-tuning stay without; agp prunes once per epoch, so it needs one per step
     finetune_epochs = 0 if spec.finetune.epochs == 0 else max(prune_steps) if spec.iterative == "agp" else 1
     if spec.search.early_stopping == "asha":  # ASHA needs a rung before the last epoch
@@ -30,7 +31,7 @@ def smoke_twin(spec: SweepSpec) -> SweepSpec:
         name=f"{spec.name}-smoke",
         dataset="digits",
         data=DataOptions(train_limit=SMOKE_TRAIN_EXAMPLES),
-        budgets=_ends(spec.budgets),
+        budgets=(min(spec.budgets),) if spec.budgets else (),
         fixed_ratios=_ends(spec.fixed_ratios),
         prune_steps=prune_steps,
         resources=Resources(cpu=1.0, gpu=spec.resources.gpu),

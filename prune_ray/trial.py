@@ -161,6 +161,7 @@ class TrialRun:
             "sampler": spec.search.sampler if schedule.searched else None, "budget_metric": self.metric,
             "budget": point.budget, "ratio": point.ratio if isinstance(point.ratio, float) else None,
             "iterative": spec.iterative, "prune_steps": point.prune_steps, "stage": self.config.stage,
+            "first_proposal": self.config.proposal.first if schedule.searched else None,
             "finetune_epochs": self.recipe.epochs * (point.prune_steps if spec.iterative == "cycles" else 1),
             "node": self.runtime.node, "torch_version": torch.__version__, "ray_version": self.runtime.ray_version,
             "prune_ray_version": __version__, "git_sha": self.context.git_sha,

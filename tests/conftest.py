@@ -69,10 +69,12 @@ def ray_env():
     shutil.rmtree(short, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_ray(ray_env):
-    """One in-process local Ray instance per test module: sweeps run through `sweep.main` in this
-    process, the way the CLI runs them, minus a Ray start per test. One CPU: the other xdist worker
+    """One in-process local Ray instance per xdist worker: sweeps run through `sweep.main` in this
+    process, the way the CLI runs them, minus a Ray start per test. Per session, not per module: a
+    worker interleaves modules, and a module-scoped instance was started again each time one of its
+    modules came back (6 extra starts in the slow tier). One CPU: the other xdist worker
     has the other core, and a second concurrent trial is a second Ray actor process to start
     (~4 s of imports) that buys no time on a machine the suite already keeps busy (CPU of four
     twins and of four schedule tests: 115 and 179 s with two CPUs, 82 and 138 s with one)."""

@@ -186,7 +186,7 @@ def test_a_missing_model_is_an_error_naming_it(tmp_path):
 def test_best_keeps_each_operating_points_pick_and_deletes_the_rest(tmp_path):
     """Three trials of one operating point (different searched shapes) and one of another: 'best'
     keeps the best top-1 of the first and the only trial of the second."""
-    from prune_ray.artifacts.retention import keep_best
+    from prune_ray.artifacts.retention import delete_unkept_models
     from prune_ray.points import Proposal
     from prune_ray.results.storage import open_storage
 
@@ -201,7 +201,7 @@ def test_best_keeps_each_operating_points_pick_and_deletes_the_rest(tmp_path):
     structured = before[before["method"] == "l1_filter"].sort_values(["top1", "macs_keep"], ascending=[False, True])
     best = structured["trial_id"].iloc[0]
 
-    assert keep_best(open_storage(str(tmp_path)), "s") == (2, 2)
+    assert delete_unkept_models(open_storage(str(tmp_path)), "s") == (2, 2)
     assert sorted(os.listdir(tmp_path / "s" / "models")) == sorted([best, "b0"])
     after = read_results(str(tmp_path), "s").set_index("trial_id")
     assert set(after.index[after["model_uri"].notna()]) == {best, "b0"}

@@ -44,7 +44,7 @@ def test_every_schedule_runs_in_a_sweep(tmp_path, local_ray, schedule, capsys):
         assert 0.4 * 0.98 <= keep <= 0.4
 
 
-def test_screening_by_batchnorm_recalibration_finetunes_only_the_best_proposal(tmp_path, local_ray):
+def test_screening_by_batchnorm_recalibration_finetunes_only_the_best_proposal_and_the_prior(tmp_path, local_ray):
     """search.screen_bn: proposals ranked by accuracy after BatchNorm recalibration, with no
     fine-tuning; only each operating point's best is fine-tuned."""
     (tmp_path / "spec.yaml").write_text(
@@ -57,10 +57,22 @@ def test_screening_by_batchnorm_recalibration_finetunes_only_the_best_proposal(t
     assert len(screen) == 4 and (screen["finetune_epochs"] == 0).all()
     assert (screen["top1"] == screen["top1_pruned"]).all()  # no fine-tuning: the model as pruned
     assert (screen["top1_pruned_bn"] > screen["top1_pruned"]).any()  # recalibration did something
-    assert len(final) == 1 and final["finetune_epochs"].iloc[0] == 2
     best = screen.sort_values("top1_pruned_bn").iloc[-1]  # ranked by the recalibrated accuracy
-    assert list(final["layer_ratios"].iloc[0]) == list(best["layer_ratios"])
-    assert final["top1"].iloc[0] > best["top1"]  # fine-tuning the pick helped
+    assert_finalists_are_the_best_and_the_prior(screen, final, best)
+    assert (final["finetune_epochs"] == 2).all()
+    picked = final[[tuple(r) == tuple(best["layer_ratios"]) for r in final["layer_ratios"]]]
+    assert picked["top1"].iloc[0] > best["top1"]  # fine-tuning the pick helped
+
+
+def assert_finalists_are_the_best_and_the_prior(screen, final, *best):
+    """The final stage re-ran the screen's best plans and, when it was not among them, the study's
+    first proposal (the prior): no more, no fewer."""
+    assert screen["first_proposal"].sum() == len(set(screen["budget"]))  # one prior per operating point
+    prior = screen[screen["first_proposal"].astype(bool)]
+    expected = {tuple(row["layer_ratios"]) for row in best} | {tuple(r) for r in prior["layer_ratios"]}
+    assert sorted(tuple(r) for r in final["layer_ratios"]) == sorted(expected)
+    carried = final[final["first_proposal"].astype(bool)]
+    assert sorted(tuple(r) for r in carried["layer_ratios"]) == sorted(tuple(r) for r in prior["layer_ratios"])
 
 
 def test_two_stage_search_finetunes_the_best_screened_proposals(tmp_path, local_ray):
@@ -72,7 +84,6 @@ def test_two_stage_search_finetunes_the_best_screened_proposals(tmp_path, local_
     frame = read_results(str(tmp_path), "s")
     screen, final = frame[frame["stage"] == "screen"], frame[frame["stage"] == "final"]
     assert len(screen) == 6 and (screen["finetune_epochs"] == 1).all()
-    assert len(final) == 2 and (final["finetune_epochs"] == 3).all() and sorted(final["budget"]) == [0.3, 0.5]
-    for _, row in final.iterrows():  # each final trial re-ran its point's best screened plan
-        best = screen[screen["budget"] == row["budget"]].sort_values("top1").iloc[-1]
-        assert list(row["layer_ratios"]) == list(best["layer_ratios"])
+    assert (final["finetune_epochs"] == 3).all() and sorted(set(final["budget"])) == [0.3, 0.5]
+    best = [screen[screen["budget"] == budget].sort_values("top1").iloc[-1] for budget in (0.3, 0.5)]
+    assert_finalists_are_the_best_and_the_prior(screen, final, *best)

@@ -19,7 +19,8 @@ from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
 from prune_ray.tune import search
 from prune_ray.tune.asha import GroupedASHA
 from prune_ray.tune.cluster import fit_to_local_machine
-from prune_ray.plan import Dimension
+from prune_ray.tune.run import choose_finalists
+from prune_ray.plan import Dimension, Proposal
 from prune_ray.plan.schedules import shape_key
 from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJournal, distributions
 
@@ -58,6 +59,7 @@ def test_points_interleave_and_each_keeps_its_own_study(tmp_path):
     first = optuna.load_study(study_name="magnitude-budget0.5-steps1-seed0-single", storage=storage)
     second = optuna.load_study(study_name="magnitude-budget0.3-steps1-seed0-single", storage=storage)
     states = lambda s: [t.state.name for t in s.trials]  # noqa: E731
+    assert not any(c["trial"].proposal.first for c in configs)  # a space without starts has no prior
     assert states(first) == ["COMPLETE", "RUNNING", "RUNNING"] and first.best_value == 0.9
     assert first.trials[0].intermediate_values == {1: 0.7}
     # a failed trial is no accuracy of 0 to Optuna; a stopped one is pruned at its last epoch
@@ -197,9 +199,26 @@ def test_a_searched_study_starts_at_the_prior_and_cmaes_is_centred_there(tmp_pat
     searcher = GroupedSearcher(points, 6, {"magnitude": space}, "cmaes")
     configs = [searcher.suggest(f"t{i}") for i in range(12)]
     assert [c["trial"].proposal.values for c in configs[:2]] == [{name: 0.0 for name in space}] * 2
+    assert [c["trial"].proposal.first for c in configs] == [True, True] + [False] * 10
     for index, config in enumerate(configs):
         values = config["trial"].proposal.values
         assert set(values) == set(space) and all(-1.0 <= v <= 1.0 for v in values.values())
         searcher.on_trial_complete(f"t{index}", {"top1": 0.9 - sum(abs(v) for v in values.values()) / 10, "status": "ok"})
     later = [c["trial"].proposal.values for c in configs[2:]]
     assert any(v != 0.0 for values in later for v in values.values())  # then it explores
+
+
+def test_the_final_stage_takes_the_best_screened_and_always_the_prior():
+    """keep_best per operating point by screen score; the prior (trial 0) joins when it ranked
+    lower, so a two-stage search never ends below its prior."""
+    def screened(budget, index, score, first=False):
+        return score, TrialConfig(OperatingPoint(budget, "magnitude", 0), Proposal({"t000": index / 10}, first=first), "screen")
+
+    pairs = [screened(0.05, 0, 0.5, first=True), screened(0.05, 1, 0.9), screened(0.05, 2, 0.7), screened(0.05, 3, 0.8),
+             screened(0.02, 0, 0.6, first=True), screened(0.02, 1, 0.4), screened(0.02, 2, 0.3)]
+    finalists = choose_finalists(pairs, keep_best=2)
+    picked = [(c.point.budget, c.proposal.values["t000"], c.proposal.first) for c in finalists]
+    assert picked == [(0.05, 0.1, False), (0.05, 0.3, False), (0.05, 0.0, True),  # best two, then the prior
+                      (0.02, 0.0, True), (0.02, 0.1, False)]  # the prior among the best: not twice
+    assert {c.stage for c in finalists} == {"final"}
+    assert len(choose_finalists(pairs, keep_best=1)) == 3  # 0.05: its best and the prior; 0.02: the prior

@@ -174,7 +174,9 @@ def test_smoke_twin_of_agp_with_asha_keeps_an_epoch_per_pruning_step():
 def test_smoke_twins_shrink_recipes_to_a_cpu_minute():
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps")
     han = smoke_twin(load_spec(os.path.join(root, "han_iterative_alexnet.yaml")))
-    assert han.prune_steps == (1, 3) and han.dataset == "digits" and han.finetune.epochs == 1  # 9 cycles capped at 3
+    assert han.prune_steps == (3,) and han.dataset == "digits" and han.finetune.epochs == 1  # [1, 3, 5, 7, 9] cycles: 9 capped at 3
+    cifar = smoke_twin(load_spec(os.path.join(root, "cifar10_resnet20.yaml")))
+    assert cifar.budgets == (min(load_spec(os.path.join(root, "cifar10_resnet20.yaml")).budgets),)  # the tightest only
     assert han.data.train_limit == 192 and han.data.val_fraction == 0.2  # a subset to train on, validation whole
     grid = smoke_twin(load_spec(os.path.join(root, "global_vgg11_noretrain.yaml")))
     assert len(grid.fixed_ratios) == 2 and grid.finetune.epochs == 0  # first and last ratio, still no retraining

@@ -4,6 +4,7 @@ import pytest
 
 from fixtures import run_sweep_cli as sweep
 from prune_ray.results import read_epochs, read_results
+from prune_ray.sweep import main as sweep_main
 
 pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("cli-sweeps")]  # one process: a module-scoped sweep
 
@@ -18,7 +19,7 @@ measure: {latency_repeats: 3}
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: the worker interleaves modules, and a module fixture ran twice
 def first_sweep(tmp_path_factory, ray_env):
     root = tmp_path_factory.mktemp("sweep")
     (root / "spec.yaml").write_text(SPEC)
@@ -76,13 +77,15 @@ def test_second_sweep_loads_the_stored_baseline(first_sweep, ray_env):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, ray_env):
+def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, local_ray, capsys):
+    """In process (sweep.main, as the CLI calls it): exit code 3 and the errors in the output."""
     (tmp_path / "spec.yaml").write_text(SPEC + "seeds: [0, 1]\n")
-    result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results", "--name", "bad", "--budget", "0.0001",
-                   "--num-samples", "1")
-    assert result.returncode == 3, result.stdout[-2000:]
+    code = sweep_main([str(tmp_path / "spec.yaml"), "--storage", str(tmp_path / "results"), "--name", "bad",
+                       "--budget", "0.0001", "--num-samples", "1"])
+    result = capsys.readouterr()
+    assert code == 3, result.out[-2000:]
     frame = read_results(str(tmp_path / "results"), "bad")
     assert len(frame) == 4 and (frame["status"] == "failed").all()  # 2 methods x 2 seeds
     assert sorted(frame["seed"]) == [0, 0, 1, 1]
     assert len(list((tmp_path / "results" / "baselines").iterdir())) == 2  # one baseline per seed
-    assert "budget unreachable" in result.stdout
+    assert "budget unreachable" in result.out

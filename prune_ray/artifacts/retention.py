@@ -32,7 +32,7 @@ def saved_trials(storage: Storage, sweep: str) -> list[str]:
     return sorted(info.base_name for info in storage.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)
 
 
-def keep_best(storage: Storage, sweep: str) -> tuple[int, int]:
+def delete_unkept_models(storage: Storage, sweep: str) -> tuple[int, int]:
     """Delete the models 'best' does not keep (a failed save's leftovers too) and null their rows'
     model_uri; returns (kept, deleted)."""
     keep = kept_trials(read_results(storage, sweep))

@@ -36,10 +36,13 @@ TAKES = ("budget", "ratios")
 class Proposal:
     """One trial's proposal. `values`: one per searched dimension of the schedule's space (or the
     sensitivity scan's per-layer kept fractions); empty for schedules without either. `keep`: the
-    kept fraction a frontier search proposed (None when the operating point has a budget)."""
+    kept fraction a frontier search proposed (None when the operating point has a budget). `first`:
+    the study's trial 0 (the searched schedule's prior itself, theta = 0, or a given first
+    proposal), which a two-stage search always carries into its final stage."""
 
     values: Mapping[str, float] = field(default_factory=dict)
     keep: float | None = None
+    first: bool = False
 
 
 @dataclass(frozen=True)

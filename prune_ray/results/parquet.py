@@ -22,8 +22,8 @@ from .storage import Storage, open_storage
 # pairs: baseline_latency_ms, latency_iqr_ms, speedup_low, speedup_high, latency_keep; budget metric
 # latency and its latency_predicted_ms; v7 quantisation after fine-tuning and real encoded bytes:
 # quantizer, quantize_bits_conv, quantize_bits_fc, top1_quantized, time_quantize_s, bytes_encoded,
-# compression_ratio_total
-SCHEMA_VERSION = 7
+# compression_ratio_total; v8 first_proposal (a two-stage search carries it into its final stage)
+SCHEMA_VERSION = 8
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries
 STATUSES = ("ok", "failed", "running", "stopped")
@@ -51,6 +51,7 @@ TRIAL_SCHEMA = pa.schema(
         ("iterative", pa.string()),
         ("prune_steps", pa.int64()),
         ("stage", pa.string()),
+        ("first_proposal", pa.bool_()),  # the study's trial 0 (the prior, theta = 0); null when not searched
         ("layer_names", pa.list_(pa.string())),
         ("layer_ratios", pa.list_(pa.float64())),
         ("conv_threshold", pa.float64()),

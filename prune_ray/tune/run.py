@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from ..artifacts.retention import MODELS_DIR, keep_best
+from ..artifacts.retention import MODELS_DIR, delete_unkept_models
 from ..plan import get_schedule
 from ..plan.schedules import shape_key
 from ..plan.sensitivity import cached_scan, keep_from_scan, plot
@@ -69,23 +69,30 @@ def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
     return values
 
 
+def choose_finalists(screened: list[tuple[float, TrialConfig]], keep_best: int) -> list[TrialConfig]:
+    """Per operating point, its `keep_best` best (score, config) pairs by score, then its first
+    proposal (the prior) if it ranked lower; as final-stage configs, in the screen's order."""
+    by_point: dict[str, list[tuple[float, TrialConfig]]] = {}
+    for score, config in screened:
+        by_point.setdefault(config.group_key, []).append((score, config))
+    finalists = []
+    for pairs in by_point.values():
+        ranked = [config for _, config in sorted(pairs, key=lambda pair: -pair[0])]
+        finalists += ranked[:keep_best] + [config for config in ranked[keep_best:] if config.proposal.first]
+    return [config.in_stage("final") for config in finalists]
+
+
 def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool) -> None:
     """Second stage of a two-stage search: the best `keep_best` screened proposals of every
-    operating point (from the first stage's Tune results), fine-tuned for the full
-    finetune.epochs; their rows are stage 'final'."""
+    operating point (from the first stage's Tune results), and the study's first proposal (the
+    prior) when it is not among them, fine-tuned for the full finetune.epochs; their rows are stage
+    'final'. Carrying the prior means a search never reports less than its prior on validation."""
     from ray import tune
 
-    by_point: dict[str, list[tuple[float, TrialConfig]]] = {}
-    for result in screened:
-        metrics = result.metrics or {}
-        if result.error is None and metrics.get("status") == "ok":
-            config = result.config["trial"]
-            by_point.setdefault(config.group_key, []).append((metrics["top1"], config))
-    finalists = [
-        config.in_stage("final")
-        for screened_configs in by_point.values()
-        for _, config in sorted(screened_configs, key=lambda pair: -pair[0])[: spec.search.keep_best]
-    ]
+    finalists = choose_finalists(
+        [(result.metrics["top1"], result.config["trial"]) for result in screened
+         if result.error is None and (result.metrics or {}).get("status") == "ok"],
+        spec.search.keep_best)
     print(f"[prune-ray] final stage: {len(finalists)} screened proposals fine-tuned for {spec.finetune.epochs} epochs",
           flush=True)
     final_dir = storage.uri_of(sweep, "tune-final")
@@ -168,7 +175,7 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
     if spec.search.two_stage:
         final_stage(spec, storage, sweep, trainable, screened, resume)
     if spec.artifacts.save == "best":
-        kept, deleted = keep_best(storage, sweep)
+        kept, deleted = delete_unkept_models(storage, sweep)
         print(f"[prune-ray] models: {kept} kept (each operating point's pick and frontier points), {deleted} deleted: "
               f"{storage.uri_of(sweep, MODELS_DIR)}", flush=True)
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)

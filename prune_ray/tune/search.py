@@ -161,6 +161,11 @@ class GroupedSearcher(Searcher):
             space[KEEP_PARAM] = Dimension(*self._keep_range)
         return space
 
+    def first_values(self, index: int) -> dict[str, float]:
+        """The study's first proposal: the given one, else every dimension's start ({}: none)."""
+        starts = {name: d.start for name, d in self.space(index).items() if d.start is not None}
+        return self._given.get(self._points[index].method) or starts
+
     def study(self, index: int) -> optuna.Study:
         """The point's study, created in (or re-opened from) the journal on first use."""
         if index not in self._open:
@@ -172,11 +177,8 @@ class GroupedSearcher(Searcher):
                 directions=["maximize", "minimize"] if point.frontier else ["maximize"],
                 load_if_exists=True,
             )
-            if not study.trials:  # the first proposal: the given one, else every dimension's start
-                starts = {name: d.start for name, d in self.space(index).items() if d.start is not None}
-                first = self._given.get(point.method) or starts
-                if first:
-                    study.enqueue_trial(first)
+            if not study.trials and self.first_values(index):  # becomes the study's trial 0
+                study.enqueue_trial(self.first_values(index))
             # Trials the journal holds as running but no Tune trial owns were cut off by a driver
             # crash before Tune checkpointed them; Tune proposes afresh, so they failed.
             owned = {n for tid, n in self._number_of.items() if self._point_of[tid] == index}
@@ -200,7 +202,7 @@ class GroupedSearcher(Searcher):
             self._number_of[trial_id] = trial.number
             values = dict(trial.params)
             keep = values.pop(KEEP_PARAM, None)
-            proposal = Proposal(values, keep)
+            proposal = Proposal(values, keep, first=trial.number == 0 and bool(self.first_values(index)))
         return {"trial": TrialConfig(point, proposal, self.stage)}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
