@@ -41,6 +41,7 @@ import time
 import pandas as pd
 
 from prune_ray.results import read_results
+from prune_ray.results.frontier import in_pick_order, resource_keep
 from prune_ray.results.tables import render
 
 METHODS = {"magnitude": [0.05, 0.02], "l1_filter": [0.2, 0.1]}
@@ -83,9 +84,8 @@ def picks(frame: pd.DataFrame, stamp: str) -> pd.DataFrame:
     fine-tuned trials, fewer resources kept breaking ties) and the seed's baseline test top-1."""
     rows = frame[(frame["status"] == "ok") & (frame["stage"] != "screen")].copy()
     rows["strategy"] = [sweep[len(method) + 1: -len(stamp) - 1] for sweep, method in zip(rows["sweep"], rows["method"])]
-    rows["kept"] = rows["params_keep"].where(rows["budget_metric"] == "params", rows["macs_keep"])
-    rows = rows.sort_values(["top1", "kept"], ascending=[False, True], kind="stable")
-    return rows.drop_duplicates(["method", "budget", "strategy", "seed"])[
+    rows["keep"] = resource_keep(rows)
+    return in_pick_order(rows).drop_duplicates(["method", "budget", "strategy", "seed"])[
         ["method", "budget", "strategy", "seed", "top1", "test_top1", "baseline_test_top1"]]
 
 

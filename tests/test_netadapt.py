@@ -12,6 +12,8 @@ from prune_ray.prune import Calibration, get_method
 from prune_ray.train import TrainRecipe
 
 BUDGET, STEP = 0.5, 0.15
+# one worker: the module-scoped netadapt runs (~9 s each) would otherwise run once per xdist worker
+pytestmark = pytest.mark.xdist_group("netadapt-runs")
 
 
 @dataclass

@@ -24,6 +24,10 @@ BUDGET = 0.1
 BITS = BitWidths(conv=6, fc=4)
 
 
+# one worker: the module-scoped trials (~9 s) would otherwise run once per xdist worker
+pytestmark = pytest.mark.xdist_group("quantized-trials")
+
+
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     spec = SweepSpec(storage=str(tmp_path_factory.mktemp("quantized")), methods=("magnitude",), schedule="uniform",

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ..results.analyze import BadInput, load_results
-from ..results.frontier import usable_rows
+from ..results.frontier import in_pick_order, usable_rows
 from ..results.storage import open_storage
 from .onnx import ONNX_ATOL, ExportError, check_onnx, export_onnx
 from .store import PLAN_FILE, ArtifactError, load_pruned, read_plan, weights_file
@@ -94,7 +94,7 @@ def select_row(results: pd.DataFrame, trial: str | None, method: str | None, bud
         match = match[match["model_uri"].notna()]
         if match.empty:
             raise BadInput(f"no trial of {method!r} at budget {budget:g} kept a model (artifacts.save none?)")
-        row = match.sort_values(["top1", "keep"], ascending=[False, True], kind="stable").iloc[0]
+        row = in_pick_order(match).iloc[0]
     if row["model_uri"] is None:
         raise BadInput(f"trial {row['trial_id']!r} kept no model (artifacts.save 'best' deletes all but the picks; none saves none)")
     return row

@@ -115,14 +115,20 @@ def resource_keep(rows: pd.DataFrame) -> pd.Series:
     return rows["macs_keep"].where(on_macs, rows["params_keep"])
 
 
+def in_pick_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` in the order a point's trials are picked, the pick first: the highest validation
+    top-1, then on a tie the smaller kept fraction (`keep`). The one rule behind the analysis, the
+    end-of-sweep summary, the models `artifacts.save: best` keeps and `export --pick`."""
+    return rows.sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
+
+
 def best_trial_per_run(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (operating point, sweep, seed): the highest top-1, the smaller keep on a tie.
+    """One row per (operating point, sweep, seed): its pick (in_pick_order).
 
     Averaging every trial of a search would mix its poor proposals into the result; the search
     reports its best trial, so that is what a seed contributes.
     """
-    ordered = rows.sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
-    return ordered.drop_duplicates(subset=[*POINT_KEYS, *RUN_KEYS], keep="first")
+    return in_pick_order(rows).drop_duplicates(subset=[*POINT_KEYS, *RUN_KEYS], keep="first")
 
 
 def _joined(uris: pd.Series) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .frontier import RUN_KEYS, usable_rows
+from .frontier import RUN_KEYS, in_pick_order, usable_rows
 
 STRATEGY_KEYS = ("model", "dataset", "method", "budget_metric", "budget", "strategy")
 
@@ -39,7 +39,7 @@ def strategy_summary(results: pd.DataFrame) -> pd.DataFrame:
     keys = [*STRATEGY_KEYS, *RUN_KEYS]
     cost = rows.groupby(keys, dropna=False).agg(epochs=("finetune_epochs", "sum"), seconds=("seconds", "sum"),
                                                  trials=("top1", "size"))
-    full = rows[~rows["stage"].eq("screen")].sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
+    full = in_pick_order(rows[~rows["stage"].eq("screen")])
     picked = full.drop_duplicates(subset=keys, keep="first").set_index(keys)[["top1", "test_top1"]]
     runs = picked.join(cost).reset_index()
     table = runs.groupby(list(STRATEGY_KEYS), dropna=False, sort=True).agg(

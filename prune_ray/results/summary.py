@@ -8,7 +8,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from .frontier import frontier_search, pareto_front, point_detail, resource_keep
+from .frontier import frontier_search, in_pick_order, pareto_front, point_detail, resource_keep
 from .parquet import read_trial, write_trial
 from .storage import Storage
 
@@ -63,9 +63,7 @@ def summarize(frame: pd.DataFrame, trials_uri: str, seconds: float) -> int:
         quantization = ["quantizer", "quantize_bits_conv", "quantize_bits_fc", "top1_quantized", "bytes_encoded",
                         "compression_ratio_total"]  # absent from rows made before schema v7
         ok = ok.reindex(columns=[*ok.columns, *(c for c in quantization if c not in ok)]).astype({"quantizer": object})
-        # the analysis's pick (best_trial_per_run): on a tie in top-1 the smaller keep, whose model artifacts.save keeps
-        ordered = ok.sort_values(["top1", "keep"], ascending=[False, True], kind="stable")
-        best = ordered.groupby(point, sort=True, dropna=False).head(1)
+        best = in_pick_order(ok).groupby(point, sort=True, dropna=False).head(1)  # the analysis's pick
         shown = [c for c in [*point, *columns, *quantization[3:]] if best[c].notna().any()]  # hide budget or ratio when unused
         if not best["quantize_bits_conv"].notna().any():  # nothing quantised: the quantizer columns say nothing
             shown = [c for c in shown if c not in quantization]
