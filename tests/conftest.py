@@ -36,6 +36,19 @@ def cnn(trained_cnn):
     return copy.deepcopy(trained_cnn)
 
 
+@pytest.fixture
+def few_lowrank_sweeps(monkeypatch):
+    """3 CP-ALS sweeps per layer instead of the method's 25, and Tucker-2 from its HOSVD start with 1
+    HOOI sweep instead of 5: for tests that check that convs factorise into a working, smaller
+    network that saves, reloads and exports exactly, none of which depends on how close the fit
+    is (test_lowrank checks the fits). Full sweeps on every conv of the VGGs and ResNets were a
+    quarter of the suite's time."""
+    from prune_ray.prune import lowrank_methods
+
+    monkeypatch.setattr(lowrank_methods, "CP_ITERATIONS", 3)
+    monkeypatch.setattr(lowrank_methods, "TUCKER_ITERATIONS", 1)
+
+
 def _weight(item) -> int:
     if "ray" in item.keywords:
         return 0
@@ -80,6 +93,7 @@ def local_ray(ray_env):
     twins and of four schedule tests: 115 and 179 s with two CPUs, 82 and 138 s with one)."""
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_env["RAY_TMPDIR"], configure_logging=False)
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_env["RAY_TMPDIR"], configure_logging=False,
+             _system_config={"num_workers_soft_limit": 3})
     yield
     ray.shutdown()

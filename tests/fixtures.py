@@ -90,12 +90,39 @@ def write_image_folder(root, splits=("train",), per_class: int = 12, classes=("c
                 Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"{n}.png"))
 
 
-def first_fast(*cases):
-    """Parametrize cases of a check that starts a Python interpreter (~5-10 s each): the first
-    stays in the fast tier, the rest are marked slow (the full suite runs them all)."""
+def cli_cases(*cases):
+    """Parametrize cases of a check of `python -m prune_ray.sweep`, each with `real` last: the first
+    case runs a real interpreter (~5-10 s: the exit status and stderr a user sees), the others call
+    the same `main` in this process (the same checks of the same code, in a second or so)."""
     import pytest
 
     def param(case):
         return case if isinstance(case, tuple) and not isinstance(case, str) else (case,)
 
-    return [pytest.param(*param(case), marks=() if n == 0 else pytest.mark.slow) for n, case in enumerate(cases)]
+    return [pytest.param(*param(case), n == 0) for n, case in enumerate(cases)]
+
+
+def run_sweep_command(args: list[str], cwd, real: bool, timeout: int = 300):
+    """`python -m prune_ray.sweep ARGS` in `cwd`: a real interpreter, or (real False) `main(ARGS)`
+    in this process with `cwd` as the working directory. Both give returncode, stdout, stderr."""
+    import contextlib
+    import io
+    import subprocess
+    import sys
+
+    if real:
+        return subprocess.run([sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True,
+                              cwd=cwd, timeout=timeout)
+    from prune_ray.sweep import main
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's own errors and --help
+                code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["prune_ray.sweep", *args], code, out.getvalue(), err.getvalue())

@@ -19,7 +19,7 @@ from prune_ray.results.storage import open_storage
 from prune_ray.spec import SpecError, spec_from_yaml
 from prune_ray.train import TrainRecipe
 from prune_ray.trial_setup import preflight
-from fixtures import first_fast
+from fixtures import cli_cases, run_sweep_command
 from user_models import write_user_net
 
 SHAPE = {"num_classes": 10, "in_channels": 1, "image_size": 8}  # the digits dataset's
@@ -165,11 +165,9 @@ def test_hub_model_saved_and_reloaded_by_load_pruned(tmp_path, name, args):
     _roundtrip(tmp_path, name, shape, args, "l1_filter", 0.3)
 
 
-@pytest.mark.parametrize("case", first_fast("factory raises", "method cannot prune a layer", "unreadable image"))
-def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case):
+@pytest.mark.parametrize("case, real", cli_cases("factory raises", "method cannot prune a layer", "unreadable image"))
+def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case, real):
     """What a user sees: exit status 2, one line on stderr naming the problem, nothing written."""
-    import subprocess
-
     from fixtures import write_image_folder
 
     write_user_net(tmp_path)
@@ -185,8 +183,7 @@ def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case):
     write_image_folder(tmp_path / "images", per_class=3)
     (tmp_path / "images" / "train" / "cat" / "0.png").write_bytes(b"truncated")
     (tmp_path / "spec.yaml").write_text(spec)
-    result = subprocess.run([sys.executable, "-m", "prune_ray.sweep", "spec.yaml", "--storage", "results"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    result = run_sweep_command(["spec.yaml", "--storage", "results"], tmp_path, real)
     errors = [line for line in result.stderr.splitlines() if line.startswith("prune_ray.sweep: error:")]
     assert result.returncode == 2, result.stderr
     assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.stderr, result.stderr

@@ -2,8 +2,6 @@
 exactly the frozen weights, fine-tuning trains what the entry says it trains), and each entry's
 own arithmetic (int8 per channel, k-means with linear init, binary sign x scale)."""
 
-import copy
-
 import pytest
 import torch
 import torch.nn as nn

@@ -1,13 +1,12 @@
-"""One sweep compares prune-only with k-means at two bit widths on digits, through the CLI as a user
-runs it: every row, its encoded model reloading to the row's accuracy, bytes that are the files',
+"""One sweep compares prune-only with k-means at two bit widths on digits, in process as the CLI
+runs it (sweep.main, on the worker's local Ray): every row, its encoded model reloading to the row's accuracy, bytes that are the files',
 the analysis's Deep Compression columns and its plot (int8 and binary: test_quantize_trial, no Ray)."""
 
 import os
 
 import pytest
 
-from fixtures import run_sweep_cli
-from prune_ray import analyze, load_pruned
+from prune_ray import analyze, load_pruned, sweep
 from prune_ray.data import load_dataset
 from prune_ray.results import read_results
 from prune_ray.train import evaluate
@@ -30,10 +29,9 @@ search: {max_concurrent: 2}
 """
 
 
-def test_one_sweep_compares_quantizers_and_bit_widths(tmp_path, ray_env, capsys):
+def test_one_sweep_compares_quantizers_and_bit_widths(tmp_path, local_ray, capsys):
     (tmp_path / "spec.yaml").write_text(SPEC)
-    result = run_sweep_cli(ray_env, tmp_path, "spec.yaml", "--storage", "results", "--name", "q")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(tmp_path / "results"), "--name", "q"]) == 0
     rows = read_results(str(tmp_path / "results"), "q")
     assert (rows["status"] == "ok").all(), rows["error"].tolist()
     got = sorted(zip(rows["quantizer"], rows["quantize_bits_conv"].fillna(0), rows["quantize_bits_fc"].fillna(0)))

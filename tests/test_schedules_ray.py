@@ -13,32 +13,41 @@ pytestmark = pytest.mark.ray
 ONE_SHOT_BUDGETED = [s for s in list_schedules() if get_schedule(s).takes == "budget" and get_schedule(s).plan]
 
 
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory):
+    """One storage root for the schedule sweeps (each its own sweep name): the baseline they share
+    is trained once per xdist worker and loaded by the other sweeps."""
+    return tmp_path_factory.mktemp("schedules")
+
+
 @pytest.mark.parametrize("schedule", ONE_SHOT_BUDGETED)
-def test_every_schedule_runs_in_a_sweep(tmp_path, local_ray, schedule, capsys):
+def test_every_schedule_runs_in_a_sweep(tmp_path, shared_store, local_ray, schedule, capsys):
     """Every registered one-shot budgeted schedule, through the registry (netadapt and fixed have
     their own sweep tests). A schedule that cannot serve a method is refused before Ray runs a trial."""
+    storage, name = shared_store, f"s-{schedule}"
+
     def spec(methods: str) -> str:
         (tmp_path / "spec.yaml").write_text(
             f"schedule: {schedule}\nmethods: [{methods}]\nbudgets: [0.4]\nsearch: {{num_samples: 1}}\n"
             "baseline: {train: {epochs: 2}}\nfinetune: {epochs: 1}\nmeasure: {latency_repeats: 2}\n")
         return str(tmp_path / "spec.yaml")
 
-    code = sweep.main([spec("magnitude, l1_filter"), "--storage", str(tmp_path), "--name", "s"])
+    code = sweep.main([spec("magnitude, l1_filter"), "--storage", str(storage), "--name", name])
     methods = 2
     if code == 2:  # refused: one line naming the schedule and the method it cannot serve
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"schedule {schedule!r}" in err and "'l1_filter'" in err, err
-        assert not (tmp_path / "s").exists()
-        assert sweep.main([spec("magnitude"), "--storage", str(tmp_path), "--name", "s"]) == 0
+        assert not (storage / name).exists()
+        assert sweep.main([spec("magnitude"), "--storage", str(storage), "--name", name]) == 0
         methods = 1
     else:
         assert code == 0
-    frame = read_results(str(tmp_path), "s")
+    frame = read_results(str(storage), name)
     assert len(frame) == methods and (frame["status"] == "ok").all(), frame["error"].tolist()
     assert set(frame["schedule"]) == {schedule}
     if schedule == "sensitivity":
-        assert (tmp_path / "s" / "sensitivity-l1_filter.png").exists()
-        assert len(list((tmp_path / "sensitivity").glob("*.parquet"))) == 2  # cached per method
+        assert (storage / name / "sensitivity-l1_filter.png").exists()
+        assert len(list((storage / "sensitivity").glob("*.parquet"))) == 2  # cached per method
     for _, row in frame.iterrows():
         keep = row["macs_keep"] if row["method"] == "l1_filter" else row["params_keep"]
         assert 0.4 * 0.98 <= keep <= 0.4

@@ -1,11 +1,9 @@
 import dataclasses
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
-from fixtures import first_fast
+from fixtures import cli_cases, run_sweep_command
 
 from prune_ray.smoke import smoke_twin
 from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, validate, with_overrides
@@ -99,25 +97,19 @@ def test_every_default_field_round_trips_through_yaml():
     assert spec == SweepSpec()
 
 
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
-
-
 @pytest.mark.parametrize(
-    "args, fragment",
-    first_fast(
+    "args, fragment, real",
+    cli_cases(
         (["--budget", "1.5"], "budget 1.5 is outside (0, 1]"),
         (["--budget", "0"], "budget 0.0 is outside (0, 1]"),
         (["BAD"], "unknown key 'epocs'"),
         (["--num-samples", "0"], "search.num_samples"),
     ),
 )
-def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragment, real):
     (tmp_path / "BAD").write_text("finetune: {epocs: 1}\n")
     storage = tmp_path / "results"
-    result = run_cli(*args, "--storage", str(storage), cwd=tmp_path)
+    result = run_sweep_command([*args, "--storage", str(storage)], tmp_path, real)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
@@ -125,18 +117,18 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragment):
 
 
 def test_cli_help_explains_each_option(tmp_path):
-    result = run_cli("--help", cwd=tmp_path)
+    result = run_sweep_command(["--help"], tmp_path, real=True)
     assert result.returncode == 0
     for option in ["--budget", "--num-samples", "--max-concurrent", "--storage", "--name", "--address"]:
         assert option in result.stdout
 
 
-@pytest.mark.parametrize("content, fragment", first_fast(
+@pytest.mark.parametrize("content, fragment, real", cli_cases(
     (None, "does not exist"),
     (b"not a safetensors file", "is unreadable"),
     ("lenet5", "does not fit the model"),
 ))
-def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_path, content, fragment):
+def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_path, content, fragment, real):
     """baseline.checkpoint missing, corrupt, or another model's weights: one line naming the file."""
     from safetensors.torch import save_file
 
@@ -148,7 +140,7 @@ def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_pat
     elif content is not None:
         path.write_bytes(content)
     (tmp_path / "spec.yaml").write_text(f"baseline: {{checkpoint: {path}}}\n")
-    result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)
+    result = run_sweep_command(["spec.yaml", "--storage", str(tmp_path / "results")], tmp_path, real)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0], result.stderr
@@ -157,7 +149,7 @@ def test_cli_bad_baseline_checkpoint_exits_2_naming_it_before_ray_starts(tmp_pat
 
 def test_cli_missing_dataset_files_exit_2_with_where_to_put_them(tmp_path):
     (tmp_path / "spec.yaml").write_text(f"model: resnet20\ndataset: cifar10\ndata: {{root: {tmp_path / 'none'}}}\n")
-    result = run_cli("spec.yaml", "--storage", str(tmp_path / "results"), cwd=tmp_path)
+    result = run_sweep_command(["spec.yaml", "--storage", str(tmp_path / "results")], tmp_path, real=True)
     assert result.returncode == 2
     assert "cifar10 files missing: put data_batch_1" in result.stderr and str(tmp_path / "none") in result.stderr
     assert not (tmp_path / "results").exists()

@@ -56,15 +56,17 @@ def test_sweep_writes_one_ok_row_per_trial_meeting_its_budget(first_sweep):
     assert "best row per budget and method" in result.stdout
 
 
-def test_second_sweep_loads_the_stored_baseline(first_sweep, ray_env):
+def test_second_sweep_loads_the_stored_baseline(first_sweep, local_ray, capsys):
+    """The second sweep in process (sweep.main, as the CLI calls it; the first ran the real CLI)."""
     root, first = first_sweep
     baseline_dir = next((root / "results" / "baselines").iterdir())
     weights = baseline_dir / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
-    result = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "second", "--budget", "0.5",
-                   "--num-samples", "1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "trained in" in first.stdout and "loaded from the store" in result.stdout
+    code = sweep_main([str(root / "spec.yaml"), "--storage", str(root / "results"), "--name", "second", "--budget", "0.5",
+                       "--num-samples", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    assert "trained in" in first.stdout and "loaded from the store" in out
     assert weights.stat().st_mtime_ns == stamp  # nothing was retrained or rewritten
     before = read_results(str(root / "results"), "first")
     after = read_results(str(root / "results"), "second")
@@ -73,8 +75,8 @@ def test_second_sweep_loads_the_stored_baseline(first_sweep, ray_env):
     assert (before["time_baseline_s"] > after["time_baseline_s"].max()).all()
     assert set(after["baseline_top1"]) == set(before["baseline_top1"])
     # the same sweep name again is refused rather than mixed into the old results
-    again = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "second")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert sweep_main([str(root / "spec.yaml"), "--storage", str(root / "results"), "--name", "second"]) == 2
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, local_ray, capsys):

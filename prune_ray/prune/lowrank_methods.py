@@ -20,6 +20,8 @@ MAX_RATIO = 0.95
 # CP-ALS passes per layer: ALS cost grows with rank x channels (minutes for all of ResNet-34 at
 # 100 passes on a CPU), and the fit it reaches in 25 is refined by fine-tuning anyway (Lebedev et al.).
 CP_ITERATIONS = 25
+# Tucker-2 HOOI sweeps after the HOSVD start per layer (each stops early once the captured energy stops growing)
+TUCKER_ITERATIONS = 5
 
 
 def factorisable_convs(model: nn.Module, example_inputs: torch.Tensor | None = None) -> list[Layer]:
@@ -76,7 +78,7 @@ def _register_lowrank(name: str, paper: str, label: str, max_ratio_of: Callable[
 
 _register_lowrank(
     "tucker", "Kim et al. 2016, Tucker-2 decomposition of conv kernels", "Tucker-2", tucker2_max_ratio,
-    lambda conv, ratio, init: tucker2_conv(conv, *tucker2_ranks_for_ratio(conv, ratio), init=init),
+    lambda conv, ratio, init: tucker2_conv(conv, *tucker2_ranks_for_ratio(conv, ratio), init=init, n_iter=TUCKER_ITERATIONS),
 )
 _register_lowrank(
     "cp", "Lebedev et al. 2015, CP-decomposition of conv kernels", "CP", cp_max_ratio,
