@@ -41,7 +41,7 @@ import time
 import pandas as pd
 
 from prune_ray.results import read_results
-from prune_ray.results.frontier import in_pick_order, resource_keep
+from prune_ray.results.frontier import in_pick_order, usable_rows
 from prune_ray.results.tables import render
 
 METHODS = {"magnitude": [0.05, 0.02], "l1_filter": [0.2, 0.1]}
@@ -82,9 +82,8 @@ def screening_correlations(frame: pd.DataFrame) -> pd.DataFrame:
 def picks(frame: pd.DataFrame, stamp: str) -> pd.DataFrame:
     """Per (method, budget, strategy, seed): the picked trial (best validation top-1 of the fully
     fine-tuned trials, fewer resources kept breaking ties) and the seed's baseline test top-1."""
-    rows = frame[(frame["status"] == "ok") & (frame["stage"] != "screen")].copy()
+    rows = usable_rows(frame)  # ok rows, no screening stage, with `keep`
     rows["strategy"] = [sweep[len(method) + 1: -len(stamp) - 1] for sweep, method in zip(rows["sweep"], rows["method"])]
-    rows["keep"] = resource_keep(rows)
     return in_pick_order(rows).drop_duplicates(["method", "budget", "strategy", "seed"])[
         ["method", "budget", "strategy", "seed", "top1", "test_top1", "baseline_test_top1"]]
 

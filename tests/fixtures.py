@@ -63,8 +63,8 @@ def make_cifar100(root: str, train: int = 500, test: int = 100, seed: int = 0) -
             pickle.dump(_cifar_batch(count, 100, "fine_labels", rng), handle, protocol=2)
 
 
-def run_sweep_cli(env: dict, cwd, *args: str):
-    """`python -m prune_ray.sweep ARGS` in `cwd`, as a user runs it."""
+def run_sweep_cli(env: dict | None, cwd, *args: str):
+    """`python -m prune_ray.sweep ARGS` in `cwd`, as a user runs it (env None: this process's)."""
     import subprocess
     import sys
 
@@ -102,17 +102,15 @@ def cli_cases(*cases):
     return [pytest.param(*param(case), n == 0) for n, case in enumerate(cases)]
 
 
-def run_sweep_command(args: list[str], cwd, real: bool, timeout: int = 300):
+def run_sweep_command(args: list[str], cwd, real: bool):
     """`python -m prune_ray.sweep ARGS` in `cwd`: a real interpreter, or (real False) `main(ARGS)`
     in this process with `cwd` as the working directory. Both give returncode, stdout, stderr."""
     import contextlib
     import io
     import subprocess
-    import sys
 
     if real:
-        return subprocess.run([sys.executable, "-m", "prune_ray.sweep", *args], capture_output=True, text=True,
-                              cwd=cwd, timeout=timeout)
+        return run_sweep_cli(None, cwd, *args)
     from prune_ray.sweep import main
 
     out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
@@ -121,8 +119,8 @@ def run_sweep_command(args: list[str], cwd, real: bool, timeout: int = 300):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main(list(args))
-            except SystemExit as exit_:  # argparse's own errors and --help
-                code = exit_.code if isinstance(exit_.code, int) else 2
+            except SystemExit as exit_:  # argparse's own errors and --help; the interpreter's meaning of its code
+                code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
     finally:
         os.chdir(here)
     return subprocess.CompletedProcess(["prune_ray.sweep", *args], code, out.getvalue(), err.getvalue())

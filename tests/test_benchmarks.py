@@ -42,9 +42,8 @@ def test_search_quality_pairs_each_strategy_with_the_best_one_shot_allocation_on
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
     stamp = "20260101-000000"
-    common = {"status": "ok", "stage": "single", "method": "magnitude", "granularity": "unstructured", "budget": 0.02,
-              "budget_metric": "params",
-              "params_keep": 0.02, "macs_keep": 1.0}
+    common = {"status": "ok", "stage": "single", "model": "digits_cnn", "dataset": "digits", "method": "magnitude",
+              "granularity": "unstructured", "budget": 0.02, "budget_metric": "params", "params_keep": 0.02, "macs_keep": 1.0}
     rows = []
     for seed, level in ((0, 0.90), (1, 0.80)):  # seed 1's baseline is 10 points worse for every strategy
         rows += [
