@@ -1,5 +1,7 @@
 """End to end through a real local Ray instance: the CLI, Tune, Optuna, Parquet."""
 
+import os
+
 import pytest
 
 from fixtures import run_sweep_cli as sweep
@@ -56,6 +58,24 @@ def test_sweep_writes_one_ok_row_per_trial_meeting_its_budget(first_sweep):
     assert "best row per budget and method" in result.stdout
 
 
+def test_the_console_is_quiet(first_sweep, ray_env):
+    """The transcript a user sees (stdout and stderr of the real CLI): a header, a line per trial,
+    the summary; no Ray or Tune banners, no shutdown noise, nothing wider than 100 columns, and
+    Ray's session directory removed."""
+    root, result = first_sweep
+    lines = (result.stdout + result.stderr).splitlines()
+    trials = 4
+    assert lines[0].startswith("[prune-ray] sweep first: 4 trials planned"), lines[:3]
+    assert [line for line in lines if "Traceback" in line or "Exception ignored" in line] == []
+    assert [line for line in lines if len(line) > 100] == []
+    assert len(lines) <= trials + 15, "\n".join(lines)
+    assert not any(word in result.stdout + result.stderr for word in ("TensorBoard", "Configuration for experiment",
+                                                                        "Token authentication"))
+    assert [line for line in lines if line.startswith("[prune-ray] 4/4 ")]  # one line per finished trial
+    assert lines[-1].split()[-1] in set(read_results(str(root / "results"), "first")["trial_id"])  # the summary ends it
+    assert [name for name in os.listdir(ray_env["RAY_TMPDIR"]) if name.startswith("prune-ray-")] == []
+
+
 def test_second_sweep_loads_the_stored_baseline(first_sweep, local_ray, capsys):
     """The second sweep in process (sweep.main, as the CLI calls it; the first ran the real CLI)."""
     root, first = first_sweep
@@ -90,4 +110,5 @@ def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, l
     assert len(frame) == 4 and (frame["status"] == "failed").all()  # 2 methods x 2 seeds
     assert sorted(frame["seed"]) == [0, 0, 1, 1]
     assert len(list((tmp_path / "results" / "baselines").iterdir())) == 2  # one baseline per seed
-    assert "budget unreachable" in result.out
+    assert "budget unreachable" in " ".join(result.out.split())  # the summary wraps each error to 100 columns
+    assert max(map(len, result.out.splitlines())) <= 100
