@@ -510,7 +510,7 @@ def test_plot_layers_shows_each_schedules_kept_fraction_per_layer(tmp_path, caps
         assert "budget 0.5" in axis.get_title()
         assert [tick.get_text() for tick in axis.get_xticklabels()] == ["conv1", "conv2", "fc"]
         kept = {line.get_label(): list(line.get_ydata()) for line in axis.get_lines()}
-        method = axis.get_title().split(", ")[1].split(" at ")[0]
+        method = axis.get_title().split(" at ")[0]
         # the searched pick is the stronger proposal (removed 0.2 of conv1), the one-shot uniform its only trial
         assert kept[f"{method} / searched / none"] == pytest.approx([0.8, 0.5, 0.2])
         assert kept[f"{method} / uniform / kmeans 5/5"] == pytest.approx([0.8, 0.5, 0.5])

@@ -226,7 +226,7 @@ def plot_layers(results: pd.DataFrame, path: str, budget: float | None = None, i
     picks = picks.assign(quantize_label=picks["quantize_label"].fillna("none"))
     looks = Looks.of(picks)
     panels = list(picks[["model", "dataset", "method"]].drop_duplicates().itertuples(index=False, name=None))
-    width = max(6.0, 0.45 * max(len(names) for names in picks["layer_names"]) + 3)
+    width = max(9.0, 0.45 * max(len(names) for names in picks["layer_names"]) + 4)
     figure = Figure(figsize=(width, 3.6 * len(panels)))
     axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
     for (model, dataset, method), axis in zip(panels, axes):
@@ -238,10 +238,11 @@ def plot_layers(results: pd.DataFrame, path: str, budget: float | None = None, i
         names = max(mine["layer_names"], key=len)
         axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         axis.set_ylim(0, 1.05)
-        axis.set_ylabel("kept fraction of the layer")
+        axis.set_ylabel("kept fraction of its units")
         axis.grid(alpha=0.3)
-        axis.set_title(f"{model} on {dataset}, {method} at budget {budget:g}: kept fraction per layer")
-        axis.legend(handles=looks.legend_handles(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        axis.set_title(f"{method} at budget {budget:g} ({model} on {dataset}): kept fraction per layer", fontsize=10)
+        handles = [handle for handle in looks.legend_handles() if handle.get_label() not in set(looks.colours) - {method}]
+        axis.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return figure

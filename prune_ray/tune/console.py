@@ -6,6 +6,7 @@ stay in <sweep>/tune/ (`--verbose` brings Tune's own output back)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from ray.tune import Callback
@@ -26,10 +27,12 @@ def fit(line: str, width: int = WIDTH) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def header(sweep: str, points: int, samples: int, where: str) -> str:
-    """The sweep's first line: its name, the trials planned and where the results go."""
-    trials = f"{points * samples} trials planned ({points} operating point{'s' * (points != 1)} x {samples})"
-    return fit(f"{PREFIX}sweep {sweep}: {trials}, results in {where}")
+def header(sweep: str, trials: int, root: str) -> str:
+    """The sweep's first line: its name, where its directory is (the storage root: relative to the
+    working directory when under it, never cut) and the trials planned."""
+    if root.startswith("/") and (os.path.abspath(root) + os.sep).startswith(os.getcwd() + os.sep):
+        root = os.path.relpath(root)
+    return f"{PREFIX}sweep {sweep} in {root.rstrip('/')}/: {trials} trials planned"
 
 
 def point_label(config: dict, with_seed: bool = True) -> str:

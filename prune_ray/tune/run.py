@@ -161,8 +161,8 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
 
     storage = open_storage(spec.storage)
     began = time.perf_counter()
-    print(header(sweep, len(operating_points(spec)), spec.search.num_samples if spaces is not None else 1,
-                 storage.uri_of(sweep)), flush=True)
+    print(header(sweep, len(operating_points(spec)) * (spec.search.num_samples if spaces is not None else 1),
+                 storage.uri), flush=True)
     start_ray(address, verbose=verbose)
     if address is None:
         spec = fit_to_local_machine(spec, ray.cluster_resources())
