@@ -58,6 +58,25 @@ def test_every_key_of_the_default_spec_is_in_the_spec_reference():
     assert [key for key in keys if f"| `{key}` |" not in reference] == []
 
 
+def dataclass_keys(cls, prefix: str = "") -> list[str]:
+    import dataclasses
+    import typing
+
+    keys, hints = [], typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        keys.append(prefix + field.name)
+        if dataclasses.is_dataclass(hints[field.name]):
+            keys += dataclass_keys(hints[field.name], f"{prefix}{field.name}.")
+    return keys
+
+
+def test_every_field_of_the_spec_dataclasses_is_in_the_spec_reference():
+    from prune_ray.spec import SweepSpec
+
+    reference = (ROOT / "docs" / "spec.md").read_text()
+    assert [key for key in dataclass_keys(SweepSpec) if f"| `{key}` |" not in reference] == []
+
+
 def test_the_readme_names_what_the_registries_hold():
     from prune_ray.data import list_datasets
     from prune_ray.models import list_models

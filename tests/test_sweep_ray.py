@@ -116,7 +116,9 @@ def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, l
     assert sorted(frame["seed"]) == [0, 0, 1, 1]
     assert len(list((tmp_path / "results" / "baselines").iterdir())) == 2  # one baseline per seed
     assert "budget unreachable" in " ".join(result.out.split())  # the summary wraps each error to 100 columns
-    # the console's own lines (not the header: its path, pytest's long tmp, is never cut; not what this
-    # process's Ray, started by the test with log_to_driver, forwards from its workers as "(pid=...)")
-    ours = [line for line in result.out.splitlines()[1:] if "pid=" not in line.split(")")[0]]
+    # the console's own lines, but not the two that hold a path (the header, "results:"), which is never
+    # cut (here pytest's long tmp), nor what this process's Ray, started by the test with
+    # log_to_driver, forwards from its workers as "(... pid=...)"
+    ours = [line for line in result.out.splitlines()[1:]
+            if "pid=" not in line.split(")")[0] and not line.startswith("[prune-ray] results: ")]
     assert max(map(len, ours)) <= 100, [line for line in ours if len(line) > 100]
