@@ -21,7 +21,7 @@ from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
 from .quantize import BitWidths
 from .spec_inputs import ModelArg, check_inputs
-from .spec_quantize import check_quantize
+from .spec_quantize import check_quantize, expand_bits
 from .train import LR_SCHEDULES, TrainRecipe
 from .typed import SpecError, from_mapping
 
@@ -163,7 +163,7 @@ def spec_from_yaml(text: str, where: str) -> SweepSpec:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"spec file {where} is not valid YAML{at}: {problem}") from None
-    spec = from_mapping(SweepSpec, {} if data is None else data, where=where)
+    spec = from_mapping(SweepSpec, expand_bits({} if data is None else data), where=where)
     validate(spec)
     return spec
 

@@ -1,5 +1,7 @@
 """The spec's quantisation fields checked (quantize, quantize_bits, quantize_epochs, quantize_lr):
-ValueError with one line naming the bad value and what is allowed (spec.validate makes it a SpecError)."""
+ValueError with one line naming the bad value and what is allowed (spec.validate makes it a SpecError).
+`quantize_bits` entries may be one integer, every layer at that many bits (`[5]`), or a mapping
+`{conv: 8, fc: 5}` (expand_bits turns the first form into the second, before typing)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,17 @@ from .quantize import MAX_BITS, list_quantizers
 
 if TYPE_CHECKING:
     from .spec import SweepSpec
+
+
+def expand_bits(data: object) -> object:
+    """The spec mapping with each integer entry of quantize_bits (a plain int, not a bool) made
+    {conv: n, fc: n}; anything else is left for the typed conversion to check."""
+    if not isinstance(data, dict) or "quantize_bits" not in data:
+        return data
+    entries = data["quantize_bits"]
+    entries = entries if isinstance(entries, list) else [entries]  # a scalar is a one-item list
+    expanded = [{"conv": bits, "fc": bits} if type(bits) is int else bits for bits in entries]
+    return {**data, "quantize_bits": expanded}
 
 
 def check_quantize(spec: SweepSpec) -> None:

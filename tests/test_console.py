@@ -1,4 +1,4 @@
-"""The sweep's console: a line per finished trial, a status line with counts, time and best top-1."""
+"""The sweep's console: a line per finished trial, a status line while nothing finishes."""
 
 from types import SimpleNamespace
 
@@ -11,21 +11,47 @@ def trial(trial_id, budget, method="l1_filter", seed=0, **result):
                            last_result=result)
 
 
-def test_finished_trials_and_the_status_line(capsys):
-    console = Console(total=4)
+class Clock:
+    """An injected clock: the test says how many seconds pass."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_line_per_finished_trial_and_time_left_only_after_two(capsys):
+    clock = Clock()
+    console = Console(total=4, clock=clock)
     a, b, c = trial("a", 0.5, top1=0.91, resource_keep=0.49, status="ok"), trial("b", 0.5, top1=0.95, status="ok"), \
-        trial("c", 0.3, status="failed", error="RuntimeError: budget unreachable\ntraceback")
+        trial("c", 0.3, status="failed", error="RuntimeError: budget unreachable " + "x" * 200 + "\ntraceback")
     for each in (a, b, c):
         console.on_trial_start(0, [], each)
+    clock.now = 10.0
     console.on_trial_complete(0, [], a)
+    clock.now = 20.0
     console.on_trial_complete(0, [], b)
+    clock.now = 30.0
     console.on_trial_complete(0, [], c)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "[prune-ray] a l1_filter@0.5 seed 0: top-1 0.9100, keeps 0.490"
-    assert lines[4] == "[prune-ray] c l1_filter@0.3 seed 0: failed: RuntimeError: budget unreachable"
-    status = lines[5]
-    assert status.startswith("[prune-ray] tune: 3/4 done (0 running, 1 failed), ") and "left" in status
-    assert status.endswith("| best top-1: l1_filter@0.5 0.9500")  # the best of the point's trials
+    assert lines[0] == "[prune-ray] 1/4 a l1_filter@0.5 seed 0: top-1 0.9100, keeps 0.490"  # no estimate from one trial
+    assert lines[1] == "[prune-ray] 2/4 b l1_filter@0.5 seed 0: top-1 0.9500, ~0:20 left"  # 10 s a trial, 2 to go
+    assert lines[2].startswith("[prune-ray] 3/4 c l1_filter@0.3 seed 0: failed, ~0:10 left: RuntimeError: budget")
+    assert len(lines) == 3 and all(len(line) <= 100 for line in lines) and lines[2].endswith("...")
+
+
+def test_a_status_line_only_while_nothing_finishes(capsys):
+    clock = Clock()
+    console = Console(total=8, every_s=30.0, clock=clock)
+    console.on_trial_start(0, [], trial("a", 0.5))
+    clock.now = 29.0
+    console.on_step_end(0, [])
+    assert capsys.readouterr().out == ""
+    clock.now = 31.0
+    console.on_step_end(0, [])
+    console.on_step_end(0, [])  # not again until another 30 s pass
+    assert capsys.readouterr().out.splitlines() == ["[prune-ray] tune: 0/8 done (1 running), 0:31 elapsed"]
 
 
 def test_a_trial_stopped_by_the_scheduler_is_counted_as_stopped(capsys):
@@ -34,7 +60,7 @@ def test_a_trial_stopped_by_the_scheduler_is_counted_as_stopped(capsys):
     console.on_trial_start(0, [], stopped)
     console.on_trial_complete(0, [], stopped)
     out = capsys.readouterr().out
-    assert "stopped early after epoch 1" in out and "1/2 done (0 running, 1 stopped)" in out
+    assert "1/2 s l1_filter@0.5 seed 0: stopped early after epoch 1" in out
 
 
 def test_point_labels_name_budget_ratio_or_frontier():

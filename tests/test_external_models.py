@@ -184,7 +184,7 @@ def test_cli_exits_2_with_one_line_before_ray_starts(tmp_path, case, real):
     (tmp_path / "images" / "train" / "cat" / "0.png").write_bytes(b"truncated")
     (tmp_path / "spec.yaml").write_text(spec)
     result = run_sweep_command(["spec.yaml", "--storage", "results"], tmp_path, real)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("prune_ray.sweep: error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("prune-ray sweep: error:")]
     assert result.returncode == 2, result.stderr
     assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "results").exists()

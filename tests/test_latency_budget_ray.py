@@ -47,5 +47,5 @@ def test_a_latency_budget_with_an_unstructured_method_exits_2_before_ray(tmp_pat
     (tmp_path / "spec.yaml").write_text(SPEC.replace("[l1_filter, fpgm]", "[l1_filter, magnitude]"))
     result = sweep(ray_env, tmp_path, "spec.yaml", "--storage", "results")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("prune_ray.sweep: error: budget_metric 'latency' cannot be met by unstructured")
+    assert result.stderr.strip().splitlines()[-1].startswith("prune-ray sweep: error: budget_metric 'latency' cannot be met by unstructured")
     assert not (tmp_path / "results").exists()

@@ -1,4 +1,4 @@
-"""One sweep compares prune-only with k-means at two bit widths on digits, in process as the CLI
+"""One sweep compares prune-only with k-means at two bit widths (a mapping and one number) on digits, in process as the CLI
 runs it (sweep.main, on the worker's local Ray): every row, its encoded model reloading to the row's accuracy, bytes that are the files',
 the analysis's Deep Compression columns and its plot (int8 and binary: test_quantize_trial, no Ray)."""
 
@@ -19,7 +19,7 @@ methods: [magnitude]
 budgets: [0.1]
 schedule: uniform
 quantize: [none, kmeans]
-quantize_bits: [{conv: 8, fc: 5}, {conv: 4, fc: 4}]
+quantize_bits: [{conv: 8, fc: 5}, 4]   # 4: every layer at 4 bits
 quantize_epochs: 1
 baseline: {train: {epochs: 2}}
 finetune: {epochs: 1, lr: 0.01}

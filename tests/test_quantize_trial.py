@@ -121,7 +121,18 @@ def test_each_quantizer_and_bit_width_is_its_own_operating_point():
     assert "magnitude-budget0.1-steps1-kmeans4-4-seed1" in {point.study_name for point in points}
 
 
+@pytest.mark.parametrize("text, widths", [
+    ("quantize_bits: [5]", [BitWidths(5, 5)]),
+    ("quantize_bits: 5", [BitWidths(5, 5)]),
+    ("quantize_bits: [{conv: 8, fc: 5}, 6]", [BitWidths(8, 5), BitWidths(6, 6)]),
+])
+def test_one_number_of_bits_means_every_layer(text, widths):
+    assert list(spec_from_yaml(f"quantize: [kmeans]\n{text}", "s.yaml").quantize_bits) == widths
+
+
 @pytest.mark.parametrize("text, words", [
+    ("quantize_bits: [17]", "quantize_bits[0].conv: 17 bits; allowed: 1 to 16"),
+    ("quantize_bits: [true]", "quantize_bits[0]: expected a mapping"),
     ("quantize: [int4]", "quantize[0]: unknown quantizer 'int4'; allowed: binary, int8, kmeans, none"),
     ("quantize_bits: [{conv: 0, fc: 5}]", "quantize_bits[0].conv: 0 bits; allowed: 1 to 16"),
     ("quantize_bits: {conv: 8, fc: 17}", "quantize_bits[0].fc: 17 bits; allowed: 1 to 16"),
@@ -140,7 +151,7 @@ def test_an_unknown_quantizer_is_exit_2_before_anything_runs(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("quantize: [none, int4]\n")
     assert sweep.main([str(tmp_path / "bad.yaml"), "--storage", str(tmp_path / "results")]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "prune_ray.sweep: error: quantize[1]: unknown quantizer 'int4'; allowed: binary, int8, kmeans, none"]
+        "prune-ray sweep: error: quantize[1]: unknown quantizer 'int4'; allowed: binary, int8, kmeans, none"]
     assert not (tmp_path / "results").exists()
 
 

@@ -1,5 +1,9 @@
 """End to end through a real local Ray instance: the CLI, Tune, Optuna, Parquet."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from fixtures import run_sweep_cli as sweep
@@ -23,7 +27,10 @@ measure: {latency_repeats: 3}
 def first_sweep(tmp_path_factory, ray_env):
     root = tmp_path_factory.mktemp("sweep")
     (root / "spec.yaml").write_text(SPEC)
-    result = sweep(ray_env, root, "spec.yaml", "--storage", "results", "--name", "first")
+    ray_tmp = tempfile.mkdtemp(prefix="prt", dir="/tmp")  # this sweep's own: what Ray left there is checked
+    result = sweep({**ray_env, "RAY_TMPDIR": ray_tmp}, root, "spec.yaml", "--storage", "results", "--name", "first")
+    result.ray_tmp_left = os.listdir(ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root, result
 
@@ -54,6 +61,24 @@ def test_sweep_writes_one_ok_row_per_trial_meeting_its_budget(first_sweep):
     # the closing lines say where the Parquet is and show the best rows
     assert f"results: {storage}/first/trials" in result.stdout
     assert "best row per budget and method" in result.stdout
+
+
+def test_the_console_is_quiet(first_sweep):
+    """The transcript a user sees (stdout and stderr of the real CLI): a header, a line per trial,
+    the summary; no Ray or Tune banners, no shutdown noise, nothing wider than 100 columns, and
+    Ray's session directory removed."""
+    root, result = first_sweep
+    lines = (result.stdout + result.stderr).splitlines()
+    trials = 4
+    assert lines[0] == "[prune-ray] sweep first in results/: 4 trials planned", lines[:3]
+    assert [line for line in lines if "Traceback" in line or "Exception ignored" in line] == []
+    assert [line for line in lines if len(line) > 100] == []
+    assert len(lines) <= trials + 15, "\n".join(lines)
+    assert not any(word in result.stdout + result.stderr for word in ("TensorBoard", "Configuration for experiment",
+                                                                        "Token authentication"))
+    assert [line for line in lines if line.startswith("[prune-ray] 4/4 ")]  # one line per finished trial
+    assert lines[-1].split()[-1] in set(read_results(str(root / "results"), "first")["trial_id"])  # the summary ends it
+    assert result.ray_tmp_left == []  # Ray's session directory removed at exit
 
 
 def test_second_sweep_loads_the_stored_baseline(first_sweep, local_ray, capsys):
@@ -90,4 +115,10 @@ def test_sweep_whose_every_trial_fails_exits_nonzero_with_the_errors(tmp_path, l
     assert len(frame) == 4 and (frame["status"] == "failed").all()  # 2 methods x 2 seeds
     assert sorted(frame["seed"]) == [0, 0, 1, 1]
     assert len(list((tmp_path / "results" / "baselines").iterdir())) == 2  # one baseline per seed
-    assert "budget unreachable" in result.out
+    assert "budget unreachable" in " ".join(result.out.split())  # the summary wraps each error to 100 columns
+    # the console's own lines, but not the two that hold a path (the header, "results:"), which is never
+    # cut (here pytest's long tmp), nor what this process's Ray, started by the test with
+    # log_to_driver, forwards from its workers as "(... pid=...)"
+    ours = [line for line in result.out.splitlines()[1:]
+            if "pid=" not in line.split(")")[0] and not line.startswith("[prune-ray] results: ")]
+    assert max(map(len, ours)) <= 100, [line for line in ours if len(line) > 100]

@@ -102,7 +102,7 @@ def select_row(results: pd.DataFrame, trial: str | None, method: str | None, bud
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block: the house style for bad input
-        print(f"prune_ray.export: error: {message}", file=sys.stderr)
+        print(f"prune-ray export: error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
 
@@ -143,10 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"from {row['model_uri']} as {args.format}")
         result = FORMATS[args.format](row["model_uri"], model, plan, args.out, args.batch)
     except (BadInput, ArtifactError, ExportError, OSError) as error:
-        print(f"prune_ray.export: error: {error}", file=sys.stderr)
+        print(f"prune-ray export: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print("\n".join([*map(_describe, result.files), *result.notes]))
     if not result.ok:
-        print(f"prune_ray.export: error: onnxruntime's outputs differ from PyTorch's by more than {ONNX_ATOL:g}", file=sys.stderr)
+        print(f"prune-ray export: error: onnxruntime's outputs differ from PyTorch's by more than {ONNX_ATOL:g}", file=sys.stderr)
         return EXIT_MISMATCH
     return 0

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .frontier import usable_rows
 from .parquet import list_sweeps, read_results
-from .plot import plot_frontiers
+from .plot import plot_frontiers, plot_layers
 from .storage import Storage, open_storage
 from .tables import FORMATS, TABLES, render
 
@@ -72,7 +72,7 @@ def load_results(location: str, sweep: str | None = None, include_screen: bool =
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block: the house style for bad input
-        print(f"prune-ray analyze: {message}", file=sys.stderr)
+        print(f"prune-ray analyze: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracies in %%, std in *_std columns; the ratio grid in long form)")
     parser.add_argument("--plot", metavar="OUT.png", help="also write a plot: top-1 vs compression and vs MACs kept, "
                         "per model and dataset, with published points from the bundled literature.csv")
+    parser.add_argument("--plot-layers", metavar="OUT.png", help="also write the kept fraction of every layer under each "
+                        "schedule's picked trial at one budget (the one most schedules share, the tightest on a tie)")
     parser.add_argument("--include-screen", action="store_true", help="keep stage 'screen' rows (short first-stage "
                         "fine-tunes of a two-stage search), which are left out by default")
     return parser
@@ -114,16 +116,20 @@ def _check_plot_path(path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.plot:
-            _check_plot_path(args.plot)
+        for path in (args.plot, args.plot_layers):
+            if path:
+                _check_plot_path(path)
         results = load_results(args.results, args.sweep, args.include_screen)
     except BadInput as error:
-        print(f"prune-ray analyze: {error}", file=sys.stderr)
+        print(f"prune-ray analyze: error: {error}", file=sys.stderr)
         return 2
     sys.stdout.write(render(results, args.table, args.format, args.include_screen))
     if args.plot:
         plot_frontiers(results, args.plot, include_screen=args.include_screen)
         print(f"[prune-ray] plot: {args.plot}", file=sys.stderr)
+    if args.plot_layers:
+        plot_layers(results, args.plot_layers, include_screen=args.include_screen)
+        print(f"[prune-ray] layers plot: {args.plot_layers}", file=sys.stderr)
     return 0
 
 

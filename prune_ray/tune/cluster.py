@@ -3,8 +3,12 @@ checking that a local storage path is one filesystem every node sees."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import logging
 import os
+import shutil
+import tempfile
 import uuid
 
 from ..plan import get_schedule
@@ -13,14 +17,35 @@ from ..spec import SweepSpec
 LOCAL_NODE_ADDRESS = "127.0.0.2"
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, verbose: bool = False) -> None:
     """Join `address`, or start Ray locally. Locally, Ray's node address stays on loopback (Ray
-    rewrites 127.0.0.1 itself to the external interface, 127.0.0.2 it keeps) and no dashboard starts."""
+    rewrites 127.0.0.1 itself to the external interface, 127.0.0.2 it keeps), no dashboard starts,
+    and Ray's session directory is a fresh one under $RAY_TMPDIR (or /tmp), shut down and removed
+    when the process exits. Unless `verbose`, the trials' own output and Ray's start-up notices stay
+    in Ray's log files instead of the console (their worker processes print Python's shutdown noise
+    when Ray stops them)."""
     import ray
 
-    if not ray.is_initialized():
-        local = {"_node_ip_address": LOCAL_NODE_ADDRESS} if address is None else {}
-        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True, **local)
+    if not verbose:  # Tune's old reporter at verbose=0 prints nothing: no configuration box, no TensorBoard hint
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    if ray.is_initialized():
+        return
+    local = {}
+    if address is None:
+        session = tempfile.mkdtemp(prefix="prune-ray-", dir=os.environ.get("RAY_TMPDIR", tempfile.gettempdir()))
+        local = {"_node_ip_address": LOCAL_NODE_ADDRESS, "_temp_dir": session}
+        atexit.register(_stop_ray, session)  # runs before Ray's own atexit shutdown (last in, first out)
+    notices = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not verbose:
+        notices.setLevel(logging.ERROR)  # "Token authentication is enabled ...": the default, nothing to do
+    ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=verbose, **local)
+
+
+def _stop_ray(session: str) -> None:
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(session, ignore_errors=True)
 
 
 class StorageNotSharedError(RuntimeError):

@@ -18,7 +18,7 @@ from ..spec import SweepSpec, spec_to_yaml, stage_epochs
 from ..trial import TrialContext, git_sha
 from ..trial_setup import calibration_of, obtain_baseline, trial_data
 from .cluster import check_storage_shared, fit_to_local_machine, start_ray
-from .console import Console
+from .console import Console, header
 from .sweep import SAVED_SPEC
 
 
@@ -153,7 +153,7 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
 
 
 def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, address: str | None = None,
-              resume: bool = False) -> int:
+              resume: bool = False, verbose: bool = False) -> int:
     import ray
     from ray import tune
 
@@ -161,7 +161,9 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
 
     storage = open_storage(spec.storage)
     began = time.perf_counter()
-    start_ray(address)
+    print(header(sweep, len(operating_points(spec)) * (spec.search.num_samples if spaces is not None else 1),
+                 storage.uri), flush=True)
+    start_ray(address, verbose=verbose)
     if address is None:
         spec = fit_to_local_machine(spec, ray.cluster_resources())
     check_storage_shared(storage)
@@ -176,6 +178,5 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
         final_stage(spec, storage, sweep, trainable, screened, resume)
     if spec.artifacts.save == "best":
         kept, deleted = delete_unkept_models(storage, sweep)
-        print(f"[prune-ray] models: {kept} kept (each operating point's pick and frontier points), {deleted} deleted: "
-              f"{storage.uri_of(sweep, MODELS_DIR)}", flush=True)
+        print(f"[prune-ray] models: {kept} kept, {deleted} deleted, in {sweep}/{MODELS_DIR}/", flush=True)
     return summarize(read_results(storage, sweep), storage.uri_of(sweep, "trials"), time.perf_counter() - began)

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the spec's smoke twin: same model, methods and budgets on the bundled digits data, "
         "1 training epoch, 1 trial per group (checks a recipe end to end on a CPU in about a minute)",
     )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="Tune's own output (its tables and notices) and the trials' output on the console too",
+    )
     return parser
 
 
@@ -130,15 +134,15 @@ def main(argv: list[str] | None = None) -> int:
 
         spaces = search_spaces(spec)
     except (SpecError, DatasetFilesMissingError) as error:
-        print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
+        print(f"prune-ray sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from .cluster import StorageNotSharedError
     from .run import run_sweep
 
     try:
-        return run_sweep(spec, sweep, spaces, address=args.address, resume=args.resume)
+        return run_sweep(spec, sweep, spaces, address=args.address, resume=args.resume, verbose=args.verbose)
     except StorageNotSharedError as error:
-        print(f"prune_ray.sweep: error: {error}", file=sys.stderr)
+        print(f"prune-ray sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
