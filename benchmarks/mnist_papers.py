@@ -39,7 +39,9 @@ from prune_ray.artifacts.store import ENCODED_FILE  # noqa: E402
 from prune_ray.quantize.encoding import decode_model, encode_model  # noqa: E402
 from prune_ray.results import read_results  # noqa: E402
 from prune_ray.results.storage import open_storage  # noqa: E402
-from prune_ray.spec import ArtifactOptions, Resources, load_spec, spec_to_yaml  # noqa: E402
+from prune_ray.data import load_dataset  # noqa: E402
+from prune_ray.spec import ArtifactOptions, Resources, SweepSpec, load_spec, spec_to_yaml  # noqa: E402
+from prune_ray.trial_setup import obtain_baseline  # noqa: E402
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -78,23 +80,36 @@ def unpack_mnist(source: str, root: str) -> str:
     return root
 
 
-def run_recipe(recipe: str, data_root: str, storage: str, name: str, kmeans_only: bool) -> float:
-    """Run one recipe on the unpacked MNIST through the sweep CLI; its wall time in seconds."""
+def benchmark_spec(recipe: str, data_root: str, storage: str, kmeans_only: bool) -> SweepSpec:
+    """The recipe on the unpacked MNIST, one core per trial, every model saved (see the module doc)."""
     spec = load_spec(os.path.join(ROOT, "sweeps", recipe))
-    spec = dataclasses.replace(
-        spec, data=dataclasses.replace(spec.data, root=data_root, download=False),
+    return dataclasses.replace(
+        spec, data=dataclasses.replace(spec.data, root=data_root, download=False), storage=storage,
         resources=Resources(cpu=1, gpu=0), artifacts=ArtifactOptions(save="all"),
         quantize=tuple(q for q in spec.quantize if q != "none") if kmeans_only else spec.quantize,
     )
-    with tempfile.TemporaryDirectory(prefix="mnp", dir="/tmp") as short:  # Ray's socket paths stay short
-        path = os.path.join(short, "spec.yaml")
-        with open(path, "w") as handle:
-            handle.write(spec_to_yaml(spec))
-        env = {**os.environ, "RAY_TMPDIR": short, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-        began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "prune_ray.sweep", path, "--storage", storage, "--name", name,
-                        "--max-concurrent", "1"], env=env, check=True)
+
+
+def train_baseline(spec: SweepSpec) -> float:
+    """Train (or load) the recipe's baseline into the store in this process, on one thread, so the
+    network's two sweeps can start together and share it; its wall time in seconds."""
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    baseline = obtain_baseline(spec, load_dataset(spec.dataset, spec.data), spec.seeds[0])
+    state = f"trained in {baseline.train_seconds / 60:.1f} min" if baseline.trained_now else "loaded from the store"
+    print(f"baseline {spec.model} ({baseline.key}): test top-1 {baseline.test_top1:.4f}, {state}", flush=True)
     return time.perf_counter() - began
+
+
+def start_sweep(spec: SweepSpec, name: str, short: str, max_concurrent: int) -> subprocess.Popen:
+    """The sweep CLI on `spec` in its own process (real Ray; Ray's socket paths under `short`)."""
+    path = os.path.join(short, f"{name}.yaml")
+    with open(path, "w") as handle:
+        handle.write(spec_to_yaml(spec))
+    env = {**os.environ, "RAY_TMPDIR": os.path.join(short, name), "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    log = open(os.path.join(spec.storage, f"{name}.log"), "w")
+    return subprocess.Popen([sys.executable, "-m", "prune_ray.sweep", path, "--storage", spec.storage, "--name", name,
+                             "--max-concurrent", str(max_concurrent)], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def weight_reduction(model_uri: str) -> float:
@@ -163,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", default=os.path.expanduser("~/.cache/prune-ray-bench/mnist-papers"),
                         help="results root; the unpacked data goes to <storage>/data")
     parser.add_argument("--networks", nargs="+", default=list(PAPERS), choices=list(PAPERS))
+    parser.add_argument("--max-concurrent", type=int, default=1, help="trials at once within a sweep")
     parser.add_argument("--report-only", action="store_true", help="print the table of sweeps already run")
     args = parser.parse_args(argv)
     storage = os.path.abspath(args.storage)
@@ -171,12 +187,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--mnist: {args.mnist} does not hold the four MNIST .gz files ({', '.join(IDX_FILES)})", file=sys.stderr)
             return 2
         data_root = unpack_mnist(args.mnist, os.path.join(storage, "data"))
+        began = time.perf_counter()
+        sweeps = []
         for network in args.networks:
             for recipe, kmeans_only in ((f"han2015_{network}_mnist.yaml", False), (f"deep_compression_{network}_mnist.yaml", True)):
                 name = recipe.removesuffix("_mnist.yaml").replace("_", "-")
                 shutil.rmtree(os.path.join(storage, name), ignore_errors=True)
-                seconds = run_recipe(recipe, data_root, storage, name, kmeans_only)
-                print(f"{recipe}: {seconds / 60:.1f} min", flush=True)
+                sweeps.append((name, benchmark_spec(recipe, data_root, storage, kmeans_only)))
+            seconds = train_baseline(sweeps[-1][1])
+            print(f"baseline {network}: {seconds / 60:.1f} min", flush=True)
+        with tempfile.TemporaryDirectory(prefix="mnp", dir="/tmp") as short:  # Ray's socket paths stay short
+            running = [(name, start_sweep(spec, name, short, args.max_concurrent)) for name, spec in sweeps]
+            for name, process in running:
+                if process.wait() != 0:
+                    print(f"sweep {name} failed: see {os.path.join(storage, name + '.log')}", file=sys.stderr)
+                    return 1
+        print(f"all sweeps: {(time.perf_counter() - began) / 60:.1f} min wall since the first baseline", flush=True)
     for network in args.networks:
         print("\n".join(report(storage, network)) + "\n", flush=True)
     return 0

@@ -62,3 +62,23 @@ def test_han2015_recipes_hold_the_papers_rates_and_ours_at_12x(recipe, papers_ra
         assert sum(weights.values()) / kept >= 11.8  # ~12x fewer weights (the paper's rates give 11.9x and 12.2x)
     ours = spec.fixed_ratios[1]
     assert sum(weights.values()) / sum(c * (1 - ours[n]) for n, c in weights.items()) >= 12
+
+
+def test_stage_bits_split_the_encoded_file_over_its_nonzero_weights(tmp_path):
+    from prune_ray.quantize import BitWidths, get_quantizer
+    from prune_ray.quantize.encoding import encode_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet_300_100", num_classes=10, in_channels=1, image_size=8)
+    with torch.no_grad():
+        for layer in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
+            layer.weight[layer.weight.abs() < layer.weight.abs().quantile(0.9)] = 0  # 10% kept
+    codes = get_quantizer("kmeans").quantize(model, BitWidths(8, 4)).freeze()
+    data = encode_model(model.state_dict(), codes).data
+    (tmp_path / "model.encoded").write_bytes(data)
+    bits = _benchmark().stage_bits(str(tmp_path))
+    nonzero = sum(int((m.weight != 0).sum()) for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert bits["nonzero"] == nonzero and bits["file_bytes"] == len(data)
+    assert bits["index"] + bits["codes"] + bits["floats"] + bits["header"] == pytest.approx(bits["total"])
+    assert bits["total"] == pytest.approx(8 * len(data) / nonzero)
+    assert 0 < bits["codes"] <= 4 + 1  # 4-bit codes, entropy coded: at most the raw width plus the code table
