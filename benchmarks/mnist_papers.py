@@ -67,6 +67,9 @@ PAPERS = {
 }
 
 
+PAPER_RECIPES = ("han2015", "deep_compression")  # sweeps/<paper>_<network>_mnist.yaml
+
+
 def unpack_mnist(source: str, root: str) -> str:
     """The four IDX files gunzipped into <root>/MNIST/raw (torchvision's layout); root returned."""
     raw = os.path.join(root, "MNIST", "raw")
@@ -103,10 +106,11 @@ def train_baseline(spec: SweepSpec) -> float:
 
 def start_sweep(spec: SweepSpec, name: str, short: str, max_concurrent: int) -> subprocess.Popen:
     """The sweep CLI on `spec` in its own process (real Ray; Ray's socket paths under `short`)."""
-    path = os.path.join(short, f"{name}.yaml")
+    ray_dir = tempfile.mkdtemp(dir=short)  # short: AF_UNIX socket paths are at most 107 bytes
+    path = os.path.join(ray_dir, "spec.yaml")
     with open(path, "w") as handle:
         handle.write(spec_to_yaml(spec))
-    env = {**os.environ, "RAY_TMPDIR": os.path.join(short, name), "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    env = {**os.environ, "RAY_TMPDIR": ray_dir, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     log = open(os.path.join(spec.storage, f"{name}.log"), "w")
     return subprocess.Popen([sys.executable, "-m", "prune_ray.sweep", path, "--storage", spec.storage, "--name", name,
                              "--max-concurrent", str(max_concurrent)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -178,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", default=os.path.expanduser("~/.cache/prune-ray-bench/mnist-papers"),
                         help="results root; the unpacked data goes to <storage>/data")
     parser.add_argument("--networks", nargs="+", default=list(PAPERS), choices=list(PAPERS))
+    parser.add_argument("--papers", nargs="+", default=list(PAPER_RECIPES), choices=list(PAPER_RECIPES),
+                        help="which papers' recipes to run (the report reads both)")
     parser.add_argument("--max-concurrent", type=int, default=1, help="trials at once within a sweep")
     parser.add_argument("--report-only", action="store_true", help="print the table of sweeps already run")
     args = parser.parse_args(argv)
@@ -190,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         sweeps = []
         for network in args.networks:
-            for recipe, kmeans_only in ((f"han2015_{network}_mnist.yaml", False), (f"deep_compression_{network}_mnist.yaml", True)):
+            for paper in args.papers:
+                recipe, kmeans_only = f"{paper}_{network}_mnist.yaml", paper == "deep_compression"
                 name = recipe.removesuffix("_mnist.yaml").replace("_", "-")
                 shutil.rmtree(os.path.join(storage, name), ignore_errors=True)
                 sweeps.append((name, benchmark_spec(recipe, data_root, storage, kmeans_only)))
