@@ -7,9 +7,11 @@ Per network it runs two recipes through the sweep CLI (real Ray, Parquet read ba
 `sweeps/han2015_<net>_mnist.yaml` (iterative magnitude pruning with retraining to ~8% of the weights:
 the paper's per-layer rates and ours) and `sweeps/deep_compression_<net>_mnist.yaml` (the same pruning,
 then k-means weight sharing with centroid fine-tuning, then the entropy-coded file). The only changes
-to the recipes: the data root (the IDX files unpacked from --mnist into DIR/data), one trial at a time
-on one core, every model saved, and Deep Compression's unquantised twin left out (it is the han2015
-recipe's second point, trained the same way). Both sweeps of a network share one stored baseline.
+to the recipes: the data root (the IDX files unpacked from --mnist into DIR/data), one core per
+trial (--max-concurrent trials at once within a sweep), every model saved, and Deep Compression's
+unquantised twin left out (it is the han2015 recipe's second point, trained the same way). Each
+network's baseline is trained first, in this process on one thread, into the store both of its sweeps
+read; then all the sweeps run at once, each in its own sweep CLI process.
 
 It prints, per network, the papers' figures beside ours: baseline test error, the error at 12x fewer
 weights, the total compression (baseline float32 bytes / encoded file bytes) and its error, and the
