@@ -31,6 +31,8 @@ def unsupported_reason(method: str, model: torch.nn.Module) -> str | None:
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if method == "slimming" and not has_bn:
         return "has no BatchNorm layer"
+    if get_method(method).granularity == "lowrank" and not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return "factorise convs with a spatial kernel, and Sequential has none"
     return None
 
 

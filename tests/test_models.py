@@ -12,12 +12,17 @@ PUBLISHED = {
     "resnet18": (11.2e6, 556e6),  # CIFAR ResNet-18 (3x3 stem)
     "lenet5": (61_706, None),  # LeCun et al. 1998 on 28x28 MNIST
 }
+# exact parameter counts (weights and biases) on 28x28 MNIST: the networks of Han et al. 2015 and Deep Compression
+EXACT_MNIST_PARAMS = {
+    "lenet_300_100": 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10,  # 266,610
+    "lenet5_caffe": 20 * 25 + 20 + 50 * 20 * 25 + 50 + 800 * 500 + 500 + 500 * 10 + 10,  # 431,080
+}
 MODELS = list_models()
 
 
 def natural_input(name: str) -> tuple[int, int]:
     """(channels, size) of the dataset the model is meant for."""
-    if name == "lenet5":
+    if name in ("lenet5", "lenet_300_100", "lenet5_caffe"):
         return 1, 28
     if name == "digits_cnn":
         return 1, 8
@@ -25,7 +30,7 @@ def natural_input(name: str) -> tuple[int, int]:
 
 
 def test_the_literature_zoo_is_registered():
-    expected = {"lenet5", "alexnet", "densenet", "mobilenetv2", "digits_cnn", "resnet18", "resnet34"}
+    expected = {"lenet5", "lenet_300_100", "lenet5_caffe", "alexnet", "densenet", "mobilenetv2", "digits_cnn", "resnet18", "resnet34"}
     expected |= {f"resnet{d}" for d in (20, 32, 44, 56, 110)}
     expected |= {f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")}
     assert expected <= set(MODELS)
@@ -59,6 +64,17 @@ def test_counts_match_the_literature_within_2_percent(name):
     assert abs(params / published_params - 1) <= 0.02, params
     if published_macs:
         assert abs(macs / published_macs - 1) <= 0.02, macs
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_MNIST_PARAMS))
+def test_paper_networks_have_the_papers_parameter_counts(name):
+    assert EXACT_MNIST_PARAMS == {"lenet_300_100": 266_610, "lenet5_caffe": 431_080}  # the papers' figures
+    model = create_model(name, num_classes=10, in_channels=1, image_size=28)
+    assert count_params(model)[0] == sum(p.numel() for p in model.parameters()) == EXACT_MNIST_PARAMS[name]
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    shapes = [tuple(m.weight.shape) for m in layers]
+    assert shapes == {"lenet_300_100": [(300, 784), (100, 300), (10, 100)],
+                      "lenet5_caffe": [(20, 1, 5, 5), (50, 20, 5, 5), (500, 800), (10, 500)]}[name]
 
 
 def test_class_count_follows_the_dataset():

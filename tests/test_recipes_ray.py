@@ -26,7 +26,9 @@ def test_recipes_exist_for_the_literature_and_the_source_documents():
     assert {"resnet20", "resnet56", "vgg16_bn"} <= {s.model for s in specs if s.dataset == "cifar10"}
     assert {"ratio-grid-vgg16_bn", "ratio-grid-resnet20", "ratio-grid-resnet56", "han-iterative-alexnet",
             "fpgm-resnet56", "conv-fc-lenet5-mnist", "conv-fc-alexnet-cifar10", "global-vgg11-noretrain",
-            "global-vgg11-retrain", "global-densenet-noretrain", "global-densenet-retrain"} <= {s.name for s in specs}
+            "global-vgg11-retrain", "global-densenet-noretrain", "global-densenet-retrain", "han2015-lenet300-mnist",
+            "han2015-lenet5-mnist", "deep-compression-lenet300-mnist", "deep-compression-lenet5-mnist"} <= {s.name for s in specs}
+    assert {"lenet_300_100", "lenet5_caffe"} <= {s.model for s in specs if s.dataset == "mnist"}  # the papers' networks
 
 
 def test_resnet20_on_cifar10_files_runs_end_to_end(tmp_path, ray_env):

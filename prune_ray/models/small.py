@@ -1,4 +1,5 @@
-"""Small networks: the digits CNN (CI-sized) and LeNet-5 (LeCun et al. 1998) for MNIST-sized input."""
+"""Small networks: the digits CNN (CI-sized), LeNet-5 (LeCun et al. 1998) and the two MNIST networks of
+Han et al. 2015 and Deep Compression (LeNet-300-100, Caffe's LeNet-5) for MNIST-sized input."""
 
 from __future__ import annotations
 
@@ -56,6 +57,49 @@ def lenet5(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
                 ("fc2", nn.Linear(120, 84)),
                 ("relu4", nn.ReLU()),
                 ("fc3", nn.Linear(84, num_classes)),
+            ]
+        )
+    )
+
+
+@register_model
+def lenet_300_100(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """LeNet-300-100 (LeCun et al. 1998), the fully connected MNIST network of Han et al. 2015 and
+    Deep Compression: flattened input, fc 300, fc 100, fc classes, ReLU between; 266,610
+    parameters for MNIST (784 inputs)."""
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(in_channels * image_size * image_size, 300)),
+                ("relu1", nn.ReLU()),
+                ("fc2", nn.Linear(300, 100)),
+                ("relu2", nn.ReLU()),
+                ("fc3", nn.Linear(100, num_classes)),
+            ]
+        )
+    )
+
+
+@register_model
+def lenet5_caffe(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """Caffe's LeNet-5 (examples/mnist/lenet.prototxt), the LeNet-5 of Han et al. 2015 and Deep
+    Compression: conv 20@5x5, max-pool, conv 50@5x5, max-pool, fc 500, ReLU, fc classes (no
+    nonlinearity after the convolutions, as in Caffe); 431,080 parameters for MNIST. Smaller inputs
+    (8x8 digits) pad the convs and are resized to 4x4, so the fc layers keep their published sizes."""
+    padding = 0 if image_size >= 28 else 2
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(in_channels, 20, 5, padding=padding)),
+                ("pool1", nn.MaxPool2d(2)),
+                ("conv2", nn.Conv2d(20, 50, 5, padding=padding)),
+                ("pool2", nn.MaxPool2d(2, ceil_mode=True)),
+                ("resize", nn.AdaptiveAvgPool2d(4)),  # identity for 28x28 input
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(50 * 4 * 4, 500)),
+                ("relu", nn.ReLU()),
+                ("fc2", nn.Linear(500, num_classes)),
             ]
         )
     )

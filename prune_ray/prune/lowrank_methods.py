@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 import torch
 import torch.nn as nn
 
-from . import Calibration, Layer, register_method
+from . import Calibration, Layer, UnsupportedModelError, register_method
 from .lowrank import cp_conv, cp_max_ratio, cp_rank_for_ratio, tucker2_conv, tucker2_max_ratio, tucker2_ranks_for_ratio
 
 PERCENT = 100
@@ -25,12 +25,19 @@ TUCKER_ITERATIONS = 5
 
 
 def factorisable_convs(model: nn.Module, example_inputs: torch.Tensor | None = None) -> list[Layer]:
-    """Ordinary (groups=1) convs with a spatial kernel: 1x1 and depthwise convs have nothing to factor."""
-    return [
+    """Ordinary (groups=1) convs with a spatial kernel: 1x1 and depthwise convs have nothing to factor.
+    UnsupportedModelError for a model without one (an MLP): the method would change nothing."""
+    layers = [
         Layer(name, PERCENT)
         for name, module in model.named_modules()
         if isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size != (1, 1)
     ]
+    if not layers:
+        raise UnsupportedModelError(
+            f"low-rank methods factorise convs with a spatial kernel, and {type(model).__name__} has none; "
+            "use an unstructured or structured method"
+        )
+    return layers
 
 
 def _factorise(
