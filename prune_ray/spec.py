@@ -64,6 +64,11 @@ class SearchOptions:
     def two_stage(self) -> bool:
         return self.screen_epochs > 0 or self.screen_bn
 
+    @property
+    def first_stage(self) -> str:
+        """The stage of the searcher's trials: "screen" in a two-stage search, else "single"."""
+        return "screen" if self.two_stage else "single"
+
 
 @dataclass(frozen=True)
 class NetAdaptOptions:
@@ -225,10 +230,16 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
         raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
 
 
-def stage_epochs(spec: SweepSpec, prune_steps: int) -> int:
-    """Fine-tuning epochs a trial of the (first) stage reports: ASHA's last rung."""
-    epochs = spec.search.screen_epochs if spec.search.two_stage else spec.finetune.epochs
-    return epochs * prune_steps if spec.iterative == "cycles" else epochs
+def stage_epochs(spec: SweepSpec, stage: str) -> int:
+    """Fine-tuning epochs per pruning step of a trial of `stage`: a screening trial's
+    search.screen_epochs, every other trial's finetune.epochs."""
+    return spec.search.screen_epochs if stage == "screen" else spec.finetune.epochs
+
+
+def finetune_epochs(epochs: int, prune_steps: int, cycling: bool) -> int:
+    """A trial's fine-tuning epochs (ASHA's last rung): its stage's epochs, once per pruning step
+    when cycling (iterative 'cycles' fine-tunes after every step)."""
+    return epochs * prune_steps if cycling else epochs
 
 
 def _validate_search(spec: SweepSpec) -> None:
@@ -249,11 +260,11 @@ def _validate_search(spec: SweepSpec) -> None:
             )
         if search.two_stage or search.early_stopping != "none":
             raise SpecError("budgets: [] (a frontier search) works without search.screen_epochs, screen_bn and early_stopping")
-    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < stage_epochs(spec, 1):
+    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < stage_epochs(spec, search.first_stage):
         stage = "search.screen_epochs" if search.two_stage else "finetune.epochs"
         raise SpecError(
             f"search.grace_epochs: {search.grace_epochs!r} must be in [1, {stage}) for ASHA to have a rung to "
-            f"stop at ({stage} is {stage_epochs(spec, 1)})"
+            f"stop at ({stage} is {stage_epochs(spec, search.first_stage)})"
         )
 
 

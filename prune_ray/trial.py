@@ -41,9 +41,10 @@ from .prune.unstructured import (
     weight_layers,
 )
 from .quantize import get_quantizer
+from .results.frontier import row_resource_keep
 from .results.parquet import write_epochs, write_steps, write_trial
 from .results.storage import open_storage
-from .spec import SweepSpec, resolved_metric
+from .spec import SweepSpec, finetune_epochs, resolved_metric, stage_epochs
 from .train import TrainRecipe, evaluate, train
 from .trial_setup import calibration_of, obtain_baseline, trial_data, trial_device
 
@@ -133,8 +134,8 @@ def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers
 
 
 def finetune_recipe(spec: SweepSpec, stage: str) -> TrainRecipe:
-    """A screening trial fine-tunes search.screen_epochs; every other trial finetune.epochs."""
-    return dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
+    """The fine-tuning recipe of a trial of `stage`, with its epochs per pruning step (stage_epochs)."""
+    return dataclasses.replace(spec.finetune, epochs=stage_epochs(spec, stage))
 
 
 class TrialRun:
@@ -162,7 +163,7 @@ class TrialRun:
             "budget": point.budget, "ratio": point.ratio if isinstance(point.ratio, float) else None,
             "iterative": spec.iterative, "prune_steps": point.prune_steps, "stage": self.config.stage,
             "first_proposal": self.config.proposal.first if schedule.searched else None,
-            "finetune_epochs": self.recipe.epochs * (point.prune_steps if spec.iterative == "cycles" else 1),
+            "finetune_epochs": finetune_epochs(self.recipe.epochs, point.prune_steps, spec.iterative == "cycles"),
             "node": self.runtime.node, "torch_version": torch.__version__, "ray_version": self.runtime.ray_version,
             "prune_ray_version": __version__, "git_sha": self.context.git_sha,
         }
@@ -316,7 +317,7 @@ class TrialRun:
         target = self.config.target_keep
         # params_keep counts nonzero parameters; a latency is met within its interval (the lowest
         # latency kept that one paired comparison on this machine supports)
-        achieved = 1 / row["speedup_high"] if self.metric == "latency" else row[f"{self.metric}_keep"]
+        achieved = row_resource_keep(row, lowest_supported=True)
         if not within_budget(achieved, target):
             raise AssertionError(f"pruned model keeps {achieved:.4f} of {self.metric}, over budget {target}")
 
@@ -328,8 +329,8 @@ class TrialRun:
         the best estimate (timeit's rule). A frontier search (no budget) is timed once."""
         options, target = timing_options(self.spec), self.config.target_keep
         timings = [time_paired(self.reference, model, self.timing_batch, options)]
-        while (self.metric == "latency" and not within_budget(1 / timings[-1].high, target)
-               and len(timings) < LATENCY_TIMINGS):
+        while (self.metric == "latency" and len(timings) < LATENCY_TIMINGS and not within_budget(
+                row_resource_keep({"budget_metric": "latency", **speed_columns(timings[-1])}, lowest_supported=True), target)):
             timings.append(time_paired(self.reference, model, self.timing_batch, options))
         return max(timings, key=lambda speed: speed.median)
 

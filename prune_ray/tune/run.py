@@ -138,12 +138,13 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
     searcher = GroupedSearcher(
         operating_points(spec), spec.search.num_samples, spaces, spec.search.sampler,
         given=scan_proposals(spec, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
-        stage="screen" if spec.search.two_stage else "single",
+        stage=spec.search.first_stage,
         journal=StudyJournal(spec.storage, sweep), keep_range=tuple(spec.search.keep_range),
     )
     scheduler = None
     if spec.search.early_stopping == "asha":
-        scheduler = GroupedASHA(stage_epochs(spec, 1), spec.search.grace_epochs, per_prune_step=spec.iterative == "cycles")
+        scheduler = GroupedASHA(stage_epochs(spec, spec.search.first_stage), spec.search.grace_epochs,
+                                per_prune_step=spec.iterative == "cycles")
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=searcher.total,
