@@ -28,7 +28,7 @@ from .artifacts import ModelRecipe
 from .artifacts.store import model_files, write_model
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
 from .models import classifier_layer
-from .plan import PlanOptions, Subject, get_schedule, plan_removal
+from .plan import Subject, get_schedule, plan_removal
 from .plan.budget import BudgetUnreachableError
 from .plan.latency import LatencyTable, cached_table, predict_ms, table_key
 from .plan.netadapt import ShortTune, local_short_tune
@@ -44,7 +44,7 @@ from .quantize import get_quantizer
 from .results.frontier import row_resource_keep
 from .results.parquet import write_epochs, write_steps, write_trial
 from .results.storage import open_storage
-from .spec import SweepSpec, finetune_epochs, resolved_metric, stage_epochs
+from .spec import PlanOptions, SweepSpec, finetune_epochs, resolved_metric, stage_epochs
 from .train import TrainRecipe, evaluate, train
 from .trial_setup import calibration_of, obtain_baseline, trial_data, trial_device
 
@@ -89,7 +89,9 @@ def config_hash(spec: SweepSpec, config: TrialConfig) -> str:
             section = section[parent]
         section.pop(leaf)
     identity["screen_epochs"] = spec.search.screen_epochs  # a screen row's result depends on it
-    identity["plan"] = dataclasses.asdict(PlanOptions.of(spec))  # and every row's on the plan options
+    # and every row's on the plan options (spec.search's PlanOptions fields)
+    identity["plan"] = {key: value for key, value in dataclasses.asdict(spec.search).items()
+                        if key in {option.name for option in dataclasses.fields(PlanOptions)}}
     blob = json.dumps({"spec": identity, "trial": config.as_dict()}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -213,7 +215,7 @@ class TrialRun:
             self.removed = self.plan_latency(schedule.name, config.target_keep)
         else:
             point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
-            self.removed = plan_removal(schedule.name, self.subject, point, config.proposal, PlanOptions.of(self.spec))
+            self.removed = plan_removal(schedule.name, self.subject, point, config.proposal, self.spec.search)
         self.row["time_prune_s"] = time.perf_counter() - began
 
     def plan_latency(self, schedule: str, budget: float) -> dict[str, int]:
@@ -224,7 +226,7 @@ class TrialRun:
         times, and what it leaves out, or a loaded machine, does not stay constant). When the
         scaled budget is past what the table can reach, the last reachable plan stands (and the
         measured model's check decides)."""
-        asked, options, prune = budget, PlanOptions.of(self.spec), self.method.shape_prune or self.method.prune
+        asked, options, prune = budget, self.spec.search, self.method.shape_prune or self.method.prune
         removed = plan_removal(schedule, self.subject, asked, self.config.proposal, options)
         for _ in range(LATENCY_PLANS):
             shaped = prune(copy.deepcopy(self.subject.model), removed, self.calibration)

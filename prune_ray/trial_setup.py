@@ -19,7 +19,7 @@ from .baseline import (
 from .data import BadDatasetError, Dataset, load_dataset
 from .data.loaders import resolve_loader
 from .models import ModelSourceError
-from .plan import Dimension, PlanOptions, Subject, get_schedule
+from .plan import Dimension, Subject, get_schedule
 from .prune import Calibration, UnsupportedModelError, check_prunable, get_method
 from .results.storage import open_storage
 from .spec import SpecError, SweepSpec, resolved_metric
@@ -74,7 +74,7 @@ def preflight(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
             raise SpecError(str(error)) from None
     if not schedule.searched:
         return None
-    return {name: schedule.space(subject, PlanOptions.of(spec)) for name, subject in subjects.items()}
+    return {name: schedule.space(subject, spec.search) for name, subject in subjects.items()}
 
 
 def trial_device(spec: SweepSpec) -> torch.device:

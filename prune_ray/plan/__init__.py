@@ -16,7 +16,7 @@ entry branches on a schedule's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -26,8 +26,7 @@ from ..registry import Registry
 from .budget import ResourceFn, measured_resource_fn
 from .latency import LatencyTable
 
-if TYPE_CHECKING:  # annotations only: spec.py imports this package
-    from ..spec import SweepSpec
+from ..spec_types import PlanOptions, SweepSpec
 
 TAKES = ("budget", "ratios")
 
@@ -52,20 +51,6 @@ class Dimension:
     low: float
     high: float
     start: float | None = None  # every dimension has one: the study's trial 0 proposes them
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """The spec's planning options (spec.search), as the schedules read them."""
-
-    prior: str = "auto"  # searched: the one-shot allocation it searches around (auto: per granularity)
-    log_range: float = 1.0  # searched: each layer's log-multiplier theta_i lies in [-log_range, log_range]
-    min_shape_weight: float = 0.05  # conv_fc: shape weights lie in [min_shape_weight, 1]
-
-    @classmethod
-    def of(cls, spec: SweepSpec) -> PlanOptions:
-        search = spec.search
-        return cls(search.prior, search.log_range, search.min_shape_weight)
 
 
 @dataclass(frozen=True)

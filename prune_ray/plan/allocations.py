@@ -28,7 +28,7 @@ from .budget import project_threshold
 from .keep import erk_keep, project_keep
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 
 def unit_scores(model: nn.Module, method: PruningMethod, layers: list[Layer], schedule: str = "global") -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from .budget import project, rounded
 from .keep import project_keep
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 
 def shape_key(index: int) -> str:

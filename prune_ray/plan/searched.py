@@ -17,7 +17,7 @@ from . import Dimension, PlanOptions, Proposal, Schedule, Subject, get_schedule,
 from .keep import keep_of, project_keep
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 # search.prior: auto -> per granularity (benchmarks/search_quality.py decides)
 AUTO_PRIOR = {"unstructured": "lamp", "structured": "global", "lowrank": "uniform"}
@@ -53,7 +53,7 @@ def _plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOpti
 
 
 def _check(spec: SweepSpec, subject: Subject) -> None:
-    options = PlanOptions.of(spec)
+    options = spec.search
     name = prior_name(options, subject.method.granularity)
     prior = get_schedule(name)
     if prior.takes != "budget" or prior.plan is None or prior.searched:

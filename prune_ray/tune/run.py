@@ -14,12 +14,11 @@ from ..prune import get_method
 from ..results.parquet import read_results
 from ..results.storage import open_storage
 from ..results.summary import settle_unfinished, summarize
-from ..spec import SweepSpec, spec_to_yaml, stage_epochs
+from ..spec import SAVED_SPEC, SweepSpec, spec_to_yaml, stage_epochs
 from ..trial import TrialContext, git_sha
 from ..trial_setup import calibration_of, obtain_baseline, trial_data
 from .cluster import check_storage_shared, fit_to_local_machine, start_ray
 from .console import Console
-from .sweep import SAVED_SPEC
 
 
 def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:

@@ -17,10 +17,9 @@ from ..data import DatasetFilesMissingError
 from ..models.external import absolute_model
 from ..results.storage import open_storage
 from ..smoke import smoke_twin
-from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
+from ..spec import NAME_PATTERN, SAVED_SPEC, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
 
 EXIT_BAD_INPUT = 2
-SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
 
 
 def build_parser() -> argparse.ArgumentParser:
