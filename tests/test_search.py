@@ -14,9 +14,8 @@ from ray.tune.search import Searcher
 
 from prune_ray.points import OperatingPoint, TrialConfig, operating_points
 from prune_ray.results.frontier import non_dominated
-from prune_ray.results.storage import Storage
+from prune_ray.results.storage import Storage, open_storage
 from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
-from prune_ray.tune import search
 from prune_ray.tune.asha import GroupedASHA
 from prune_ray.tune.cluster import fit_to_local_machine
 from prune_ray.tune.run import choose_finalists
@@ -44,7 +43,7 @@ def test_every_sampler_proposes_weights_inside_the_space(sampler):
 
 def test_points_interleave_and_each_keeps_its_own_study(tmp_path):
     points = [OperatingPoint(0.5, "magnitude", 0), OperatingPoint(0.3, "magnitude", 0)]
-    journal = StudyJournal(str(tmp_path), "s")
+    journal = StudyJournal(open_storage(str(tmp_path)), "s")
     searcher = GroupedSearcher(points, 3, {"magnitude": shape_space(3, 0.05)}, "tpe", journal=journal)
     configs = [searcher.suggest(f"t{i}") for i in range(6)]
     assert [c["trial"].point.budget for c in configs] == [0.5, 0.3, 0.5, 0.3, 0.5, 0.3]  # every budget early
@@ -70,7 +69,7 @@ def test_a_restored_searcher_continues_its_studies_and_fails_orphans(tmp_path):
     """--resume: Tune restores the searcher from its checkpoint; the studies continue from the
     journal, and a trial proposed after the checkpoint (lost with the driver) becomes FAIL."""
     points = [OperatingPoint(0.5, "l1_filter", 0)]
-    searcher = GroupedSearcher(points, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(str(tmp_path), "s"))
+    searcher = GroupedSearcher(points, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(open_storage(str(tmp_path)), "s"))
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
     searcher.suggest("b")
@@ -135,17 +134,16 @@ def test_operating_points_cross_budgets_methods_steps_and_seeds():
     assert {(p.budget, p.ratio) for p in fixed} == {(None, 0.3), (None, 0.6)}
 
 
-def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_on_resume(tmp_path, monkeypatch):
+def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_on_resume(tmp_path):
     """s3:// and gs:// take no appends: Optuna appends to a local copy, which every Tune checkpoint
     of the searcher uploads. The bucket here is a directory behind a pyarrow SubTreeFileSystem,
     which, like S3, is not a LocalFileSystem."""
     bucket = tmp_path / "bucket"
     (bucket / "prefix").mkdir(parents=True)
     remote = Storage(fs=pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem()), root="prefix", uri="s3://bucket/prefix")
-    monkeypatch.setattr(search, "open_storage", lambda uri: remote)
     uploaded = bucket / "prefix" / "s" / "optuna.journal"
     searcher = GroupedSearcher([OperatingPoint(0.5, "l1_filter", 0)], 2, {"l1_filter": shape_space(2, 0.05)}, "tpe",
-                               journal=StudyJournal("s3://bucket/prefix", "s"))
+                               journal=StudyJournal(remote, "s"))
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
     assert not uploaded.exists()  # nothing is appended to the bucket itself

@@ -62,7 +62,7 @@ class Subject:
     layers: list[Layer]  # method.layers(model, example)
     example: torch.Tensor  # one input example: traced by torch-pruning, counted for MACs
     metric: str  # the budgeted resource: "params" (nonzero), "macs" or "latency" (ms, predicted by `table`)
-    baseline_resource: float  # that resource of `model`
+    baseline_resource: float | None  # that resource of `model` (None: not known before the trial, a latency probed in preflight)
     round_to: int = 1  # every layer keeps a multiple of this many units, or all (prune.round_to)
     table: LatencyTable | None = None  # metric "latency": the model's latency lookup table
 

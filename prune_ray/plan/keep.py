@@ -17,7 +17,7 @@ from typing import Mapping
 import torch.nn as nn
 
 from ..prune import Layer, max_counts
-from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting, positive_finite, rounded
+from .budget import Projection, ResourceFn, positive_finite, project_between, rounded
 
 
 def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
@@ -50,16 +50,14 @@ def project_keep(
     has a measured resource <= target; then single units given back (see module docstring)."""
     positive_finite(keep, "kept fractions")
     caps = max_counts(layers, max_ratio)
-    _check_reachable(resource_of(rounded(layers, caps, round_to)), target, max_ratio)
     at_caps = math.log((1 - max_ratio) / max(keep[layer.name] for layer in layers)) - 1e-6  # every layer at its cap
     whole = math.log(1.0 / min(keep[layer.name] for layer in layers))  # every layer whole
 
     def plan_at(scale: float) -> dict[str, int]:
         return counts_at(layers, keep, scale, caps, round_to)
 
-    removed = plan_at(whole) if resource_of(plan_at(whole)) <= target else largest_fitting(
-        plan_at, at_caps, whole, resource_of, target, tolerance)
-    return finish(layers, removed, resource_of, target, tolerance, round_to)
+    return project_between(layers, plan_at, at_caps, whole, resource_of, target, max_ratio=max_ratio, tolerance=tolerance,
+                           round_to=round_to, most_plan=rounded(layers, caps, round_to))
 
 
 def erk_keep(model: nn.Module, layers: list[Layer]) -> dict[str, float]:

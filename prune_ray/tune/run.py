@@ -12,7 +12,7 @@ from ..plan.sensitivity import cached_scan, keep_from_scan, plot
 from ..points import TrialConfig, operating_points
 from ..prune import get_method
 from ..results.parquet import read_results
-from ..results.storage import open_storage
+from ..results.storage import Storage, open_storage
 from ..results.summary import settle_unfinished, summarize
 from ..spec import SAVED_SPEC, SweepSpec, spec_to_yaml, stage_epochs
 from ..trial import TrialContext, git_sha
@@ -21,7 +21,7 @@ from .cluster import check_storage_shared, fit_to_local_machine, start_ray
 from .console import Console
 
 
-def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
+def prepare_baselines(spec: SweepSpec, storage: Storage, seeds: list[int]) -> dict[int, float]:
     """Train (or find) each distinct baseline once, as parallel Ray tasks, before any trial runs,
     so trials never race to train the same one. Returns the seconds spent training per seed."""
     import ray
@@ -29,7 +29,7 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
     @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
     def prepare(seed: int) -> tuple[str, float, bool, float]:
         data = trial_data(spec)
-        baseline = obtain_baseline(spec, data, seed)
+        baseline = obtain_baseline(spec, data, seed, storage)
         return baseline.key, baseline.top1, baseline.trained_now, baseline.train_seconds
 
     seconds = {}
@@ -40,7 +40,7 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
     return seconds
 
 
-def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
+def scan_proposals(spec: SweepSpec, storage: Storage, sweep: str) -> dict[str, dict[str, float]]:
     """Per method, the proposal values (per-layer kept fractions) of a sensitivity scan of the first seed's
     baseline (one Ray task per method, cached in the storage); the scan's plot goes to
     <sweep>/sensitivity-<method>.png."""
@@ -50,9 +50,9 @@ def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
     def scan_method(name: str) -> dict[str, float]:
         import tempfile
 
-        method, storage = get_method(name), open_storage(spec.storage)
+        method = get_method(name)
         data = trial_data(spec)
-        baseline = obtain_baseline(spec, data, spec.seeds[0])
+        baseline = obtain_baseline(spec, data, spec.seeds[0], storage)
         calibration = calibration_of(data)
         frame = cached_scan(storage, baseline.key, baseline.model, method, data, calibration)
         with tempfile.TemporaryDirectory() as scratch:
@@ -64,7 +64,7 @@ def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
         return {shape_key(i): keep[layer.name] for i, layer in enumerate(layers)}
 
     values = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
-    print(f"[prune-ray] sensitivity scans: {open_storage(spec.storage).uri_of(sweep)}/sensitivity-*.png", flush=True)
+    print(f"[prune-ray] sensitivity scans: {storage.uri_of(sweep)}/sensitivity-*.png", flush=True)
     return values
 
 
@@ -119,7 +119,7 @@ def _run_config(spec: SweepSpec, storage, sweep: str, name: str, total: int):
     )
 
 
-def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] | None, resume: bool):
+def first_stage(spec: SweepSpec, storage: Storage, sweep: str, trainable, spaces: dict[str, dict] | None, resume: bool):
     """The (first) stage's Tuner: restored on --resume (Tune restores its searcher and scheduler),
     otherwise one GroupedSearcher over every operating point."""
     from ray import tune
@@ -127,7 +127,6 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
     from .asha import GroupedASHA
     from .search import GroupedSearcher, StudyJournal
 
-    storage = open_storage(spec.storage)
     tune_dir = storage.uri_of(sweep, "tune")
     if resume and tune.Tuner.can_restore(tune_dir):
         print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
@@ -136,9 +135,9 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
         print(f"[prune-ray] {tune_dir} holds no Tune state yet: starting the sweep from the beginning", flush=True)
     searcher = GroupedSearcher(
         operating_points(spec), spec.search.num_samples, spaces, spec.search.sampler,
-        given=scan_proposals(spec, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
+        given=scan_proposals(spec, storage, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
         stage=spec.search.first_stage,
-        journal=StudyJournal(spec.storage, sweep), keep_range=tuple(spec.search.keep_range),
+        journal=StudyJournal(storage, sweep), keep_range=tuple(spec.search.keep_range),
     )
     scheduler = None
     if spec.search.early_stopping == "asha":
@@ -168,9 +167,9 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
     if not resume:
         storage.write_bytes_atomic(storage.path(sweep, SAVED_SPEC), spec_to_yaml(spec).encode())
     seeds = sorted({point.seed for point in operating_points(spec)})
-    context = TrialContext(spec, sweep, prepare_baselines(spec, seeds), git_sha())
+    context = TrialContext(spec, sweep, prepare_baselines(spec, storage, seeds), git_sha(), storage)
     trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
-    screened = first_stage(spec, sweep, trainable, spaces, resume).fit()
+    screened = first_stage(spec, storage, sweep, trainable, spaces, resume).fit()
     settle_unfinished(storage, sweep, screened)
     if spec.search.two_stage:
         final_stage(spec, storage, sweep, trainable, screened, resume)
