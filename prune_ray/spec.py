@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import typing
 
 import yaml
@@ -43,6 +44,8 @@ EARLY_STOPPING = ("none", "asha")
 SAVE_POLICIES = ("best", "all", "none")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
+# (section, old key) -> its name now: spec files that use the old key still load, with a notice
+RENAMED_KEYS = {("search", "keep_best"): "finalists"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,9 +60,23 @@ def spec_from_yaml(text: str, where: str) -> SweepSpec:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"spec file {where} is not valid YAML{at}: {problem}") from None
-    spec = from_mapping(SweepSpec, {} if data is None else data, where=where)
+    spec = from_mapping(SweepSpec, renamed_keys({} if data is None else data, where), where=where)
     validate(spec)
     return spec
+
+
+def renamed_keys(data: object, where: str) -> object:
+    """The spec's mapping with each old key of RENAMED_KEYS under its new name, and a one-line
+    deprecation notice on stderr per old key (both keys given: SpecError)."""
+    for (section, old), new in RENAMED_KEYS.items():
+        inner = data.get(section) if isinstance(data, dict) else None
+        if not isinstance(inner, dict) or old not in inner:
+            continue
+        if new in inner:
+            raise SpecError(f"{where}: {section}.{old} is the old name of {section}.{new}; give only {section}.{new}")
+        print(f"prune_ray: {where}: {section}.{old} is deprecated; read as {section}.{new} (rename it)", file=sys.stderr)
+        data = {**data, section: {new if key == old else key: value for key, value in inner.items()}}
+    return data
 
 
 def load_spec(path: str) -> SweepSpec:
@@ -250,7 +267,7 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.search.num_samples, "search.num_samples")
     _positive(spec.search.max_concurrent, "search.max_concurrent")
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
-    _positive(spec.search.keep_best, "search.keep_best")
+    _positive(spec.search.finalists, "search.finalists")
     screen_key = "search.screen_epochs" if spec.search.screen_epochs else "search.screen_bn"
     if spec.search.two_stage and not get_schedule(spec.schedule).searched:
         raise SpecError(f"{screen_key}: a two-stage search needs a searched schedule, not {spec.schedule!r}")

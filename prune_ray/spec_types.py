@@ -33,12 +33,12 @@ class SearchOptions(PlanOptions):
     num_samples: int = 4  # trials per operating point
     max_concurrent: int = 2  # trials running at once across the whole sweep
     # two-stage search: screen every proposal with this many fine-tuning epochs (0: one stage),
-    # then fine-tune the best `keep_best` of each operating point for finetune.epochs
+    # then fine-tune the best `finalists` of each operating point for finetune.epochs
     screen_epochs: int = 0
     # screen by accuracy after BatchNorm recalibration (EagleEye), with screen_epochs of fine-tuning
     # (0: none at all); two stages even with screen_epochs 0
     screen_bn: bool = False
-    keep_best: int = 2
+    finalists: int = 2  # two-stage search: screened proposals per operating point fine-tuned fully (was keep_best)
     # frontier search (budgets: []): the kept fraction of the resource is searched too, in this range
     keep_range: tuple[float, ...] = (0.1, 0.9)
     # "asha": stop a trial whose accuracy after an epoch is in the bottom 2/3 of its operating

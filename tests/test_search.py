@@ -207,16 +207,16 @@ def test_a_searched_study_starts_at_the_prior_and_cmaes_is_centred_there(tmp_pat
 
 
 def test_the_final_stage_takes_the_best_screened_and_always_the_prior():
-    """keep_best per operating point by screen score; the prior (trial 0) joins when it ranked
+    """finalists per operating point by screen score; the prior (trial 0) joins when it ranked
     lower, so a two-stage search never ends below its prior."""
     def screened(budget, index, score, first=False):
         return score, TrialConfig(OperatingPoint(budget, "magnitude", 0), Proposal({"t000": index / 10}, first=first), "screen")
 
     pairs = [screened(0.05, 0, 0.5, first=True), screened(0.05, 1, 0.9), screened(0.05, 2, 0.7), screened(0.05, 3, 0.8),
              screened(0.02, 0, 0.6, first=True), screened(0.02, 1, 0.4), screened(0.02, 2, 0.3)]
-    finalists = choose_finalists(pairs, keep_best=2)
+    finalists = choose_finalists(pairs, finalists=2)
     picked = [(c.point.budget, c.proposal.values["t000"], c.proposal.first) for c in finalists]
     assert picked == [(0.05, 0.1, False), (0.05, 0.3, False), (0.05, 0.0, True),  # best two, then the prior
                       (0.02, 0.0, True), (0.02, 0.1, False)]  # the prior among the best: not twice
     assert {c.stage for c in finalists} == {"final"}
-    assert len(choose_finalists(pairs, keep_best=1)) == 3  # 0.05: its best and the prior; 0.02: the prior
+    assert len(choose_finalists(pairs, finalists=1)) == 3  # 0.05: its best and the prior; 0.02: the prior

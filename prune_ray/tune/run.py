@@ -68,21 +68,21 @@ def scan_proposals(spec: SweepSpec, storage: Storage, sweep: str) -> dict[str, d
     return values
 
 
-def choose_finalists(screened: list[tuple[float, TrialConfig]], keep_best: int) -> list[TrialConfig]:
-    """Per operating point, its `keep_best` best (score, config) pairs by score, then its first
+def choose_finalists(screened: list[tuple[float, TrialConfig]], finalists: int) -> list[TrialConfig]:
+    """Per operating point, its `finalists` best (score, config) pairs by score, then its first
     proposal (the prior) if it ranked lower; as final-stage configs, in the screen's order."""
     by_point: dict[str, list[tuple[float, TrialConfig]]] = {}
     for score, config in screened:
         by_point.setdefault(config.group_key, []).append((score, config))
-    finalists = []
+    chosen = []
     for pairs in by_point.values():
         ranked = [config for _, config in sorted(pairs, key=lambda pair: -pair[0])]
-        finalists += ranked[:keep_best] + [config for config in ranked[keep_best:] if config.proposal.first]
-    return [config.in_stage("final") for config in finalists]
+        chosen += ranked[:finalists] + [config for config in ranked[finalists:] if config.proposal.first]
+    return [config.in_stage("final") for config in chosen]
 
 
 def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool) -> None:
-    """Second stage of a two-stage search: the best `keep_best` screened proposals of every
+    """Second stage of a two-stage search: the best `finalists` screened proposals of every
     operating point (from the first stage's Tune results), and the study's first proposal (the
     prior) when it is not among them, fine-tuned for the full finetune.epochs; their rows are stage
     'final'. Carrying the prior means a search never reports less than its prior on validation."""
@@ -91,7 +91,7 @@ def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resum
     finalists = choose_finalists(
         [(result.metrics["top1"], result.config["trial"]) for result in screened
          if result.error is None and (result.metrics or {}).get("status") == "ok"],
-        spec.search.keep_best)
+        spec.search.finalists)
     print(f"[prune-ray] final stage: {len(finalists)} screened proposals fine-tuned for {spec.finetune.epochs} epochs",
           flush=True)
     final_dir = storage.uri_of(sweep, "tune-final")
