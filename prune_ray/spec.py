@@ -157,10 +157,10 @@ def _validate_search(spec: SweepSpec) -> None:
     if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
         raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
     if not spec.budgets and schedule.takes == "budget":
-        if not schedule.searched or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
-            searched = " or ".join(name for name in list_schedules() if get_schedule(name).searched)
+        if not schedule.has_search_space or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            with_space = " or ".join(name for name in list_schedules() if get_schedule(name).has_search_space)
             raise SpecError(
-                f"budgets: [] searches accuracy against resource kept, which needs schedule {searched} "
+                f"budgets: [] searches accuracy against resource kept, which needs schedule {with_space} "
                 f"and search.sampler {' or '.join(MULTI_OBJECTIVE_SAMPLERS)}; got schedule {spec.schedule!r}, "
                 f"sampler {search.sampler!r} (or give budgets, e.g. --budget 0.5)"
             )
@@ -269,7 +269,7 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
     _positive(spec.search.finalists, "search.finalists")
     screen_key = "search.screen_epochs" if spec.search.screen_epochs else "search.screen_bn"
-    if spec.search.two_stage and not get_schedule(spec.schedule).searched:
+    if spec.search.two_stage and not get_schedule(spec.schedule).has_search_space:
         raise SpecError(f"{screen_key}: a two-stage search needs a searched schedule, not {spec.schedule!r}")
     if spec.search.two_stage and spec.iterative != "oneshot":
         raise SpecError(f"{screen_key}: two-stage search works with iterative 'oneshot' only")

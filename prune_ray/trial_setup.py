@@ -84,7 +84,7 @@ def search_spaces(spec: SweepSpec, subjects: dict[str, Subject]) -> dict[str, di
     """Per method, the values a search proposes per trial on its subject (from preflight_checks);
     None when the spec's schedule is not searched."""
     schedule = get_schedule(spec.schedule)
-    if not schedule.searched:
+    if not schedule.has_search_space:
         return None
     return {name: schedule.space(subject, spec.search) for name, subject in subjects.items()}
 

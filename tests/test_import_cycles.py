@@ -80,7 +80,7 @@ def cycle(edges: dict[str, set[str]]) -> list[str] | None:
 def test_the_walk_finds_the_imports():
     edges = graph()
     assert "prune_ray.plan" in edges["prune_ray.trial"]
-    assert "prune_ray.plan.budget" in edges["prune_ray.plan.keep"]
+    assert "prune_ray.plan.budget" in edges["prune_ray.plan.densities"]
     assert "prune_ray.plan.schedules" in edges["prune_ray.plan"]  # `from . import schedules`
 
 

@@ -124,7 +124,8 @@ class Schedule:
     fit_extra: Callable[[SweepSpec, int], SweepSpec] = _unchanged
 
     @property
-    def searched(self) -> bool:
+    def has_search_space(self) -> bool:
+        """A search proposes values for this schedule (the schedule `searched`, conv_fc, ...)."""
         return self.space is not None
 
 

@@ -8,7 +8,7 @@ import time
 from ..artifacts.retention import MODELS_DIR, delete_unkept_models
 from ..plan import get_schedule
 from ..plan.schedules import shape_key
-from ..plan.sensitivity import cached_scan, keep_from_scan, plot
+from ..plan.sensitivity import cached_scan, densities_from_scan, plot
 from ..points import TrialConfig, operating_points
 from ..prune import get_method
 from ..results.parquet import read_results
@@ -59,9 +59,9 @@ def scan_proposals(spec: SweepSpec, storage: Storage, sweep: str) -> dict[str, d
             plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
             with open(f"{scratch}/plot.png", "rb") as handle:
                 storage.write_bytes_atomic(storage.path(sweep, f"sensitivity-{name}.png"), handle.read())
-        keep = keep_from_scan(frame, method.max_ratio)
+        densities = densities_from_scan(frame, method.max_ratio)
         layers = method.layers(baseline.model, data.example_inputs(1))
-        return {shape_key(i): keep[layer.name] for i, layer in enumerate(layers)}
+        return {shape_key(i): densities[layer.name] for i, layer in enumerate(layers)}
 
     values = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
     print(f"[prune-ray] sensitivity scans: {storage.uri_of(sweep)}/sensitivity-*.png", flush=True)
