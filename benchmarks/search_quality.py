@@ -57,9 +57,9 @@ def strategies(samples: int, screen_samples: int) -> dict[str, str]:
                                         "max_concurrent: 2}\n")
         found[f"searched-{sampler}-screen"] = (
             f"schedule: searched\nsearch: {{sampler: {sampler}, num_samples: {screen_samples}, max_concurrent: 2, "
-            "screen_bn: true, keep_best: 1}\n")
+            "screen_bn: true, finalists: 1}\n")
     found["searched-tpe-epoch"] = (f"schedule: searched\nsearch: {{sampler: tpe, num_samples: {screen_samples}, "
-                                   "max_concurrent: 2, screen_epochs: 1, keep_best: 2}\n")
+                                   "max_concurrent: 2, screen_epochs: 1, finalists: 2}\n")
     return found
 
 

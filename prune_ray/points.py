@@ -19,7 +19,7 @@ from .plan import Proposal, get_schedule
 from .quantize import BitWidths, get_quantizer
 
 if TYPE_CHECKING:
-    from .spec import SweepSpec
+    from .spec_types import SweepSpec
 
 @dataclass(frozen=True)
 class OperatingPoint:

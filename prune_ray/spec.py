@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import typing
-from dataclasses import dataclass, field
 
 import yaml
 
-from .data import DataOptions
 from .plan import get_schedule, list_schedules
 from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
-from .quantize import BitWidths
-from .spec_inputs import ModelArg, check_inputs
+from .spec_inputs import check_inputs
 from .spec_quantize import check_quantize, expand_bits
+from .spec_types import (  # noqa: F401  (the spec's types, re-exported: `from prune_ray.spec import SweepSpec`)
+    ArtifactOptions,
+    BaselineOptions,
+    MeasureOptions,
+    NetAdaptOptions,
+    PlanOptions,
+    PruneOptions,
+    Resources,
+    SearchOptions,
+    SweepSpec,
+)
 from .train import LR_SCHEDULES, TrainRecipe
 from .typed import SpecError, from_mapping
 
@@ -34,121 +43,9 @@ EARLY_STOPPING = ("none", "asha")
 # point picks (best validation top-1, per seed) and a frontier search's non-dominated trials
 SAVE_POLICIES = ("best", "all", "none")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    sampler: str = "tpe"  # Optuna sampler proposing the schedule's values
-    num_samples: int = 4  # trials per operating point
-    max_concurrent: int = 2  # trials running at once across the whole sweep
-    # schedule searched: the one-shot allocation searched around (auto: lamp for unstructured
-    # methods, global for structured, uniform for low-rank), and each layer's log-multiplier range
-    prior: str = "auto"
-    log_range: float = 1.0  # theta_i in [-log_range, log_range]: kept fraction x e^theta_i
-    min_shape_weight: float = 0.05  # schedule conv_fc: lower bound of its two shape weights, in (0, 1]
-    # two-stage search: screen every proposal with this many fine-tuning epochs (0: one stage),
-    # then fine-tune the best `keep_best` of each operating point for finetune.epochs
-    screen_epochs: int = 0
-    # screen by accuracy after BatchNorm recalibration (EagleEye), with screen_epochs of fine-tuning
-    # (0: none at all); two stages even with screen_epochs 0
-    screen_bn: bool = False
-    keep_best: int = 2
-    # frontier search (budgets: []): the kept fraction of the resource is searched too, in this range
-    keep_range: tuple[float, ...] = (0.1, 0.9)
-    # "asha": stop a trial whose accuracy after an epoch is in the bottom 2/3 of its operating
-    # point's trials at that epoch (ASHA, reduction factor 3, rungs from grace_epochs)
-    early_stopping: str = "none"
-    grace_epochs: int = 1  # fine-tuning epochs every trial gets before ASHA may stop it
-
-    @property
-    def two_stage(self) -> bool:
-        return self.screen_epochs > 0 or self.screen_bn
-
-
-@dataclass(frozen=True)
-class NetAdaptOptions:
-    """schedule 'netadapt' (Yang et al. 2018): greedy steps, each removing step_fraction of the
-    baseline's resource from the one layer whose candidate does best after a short fine-tune."""
-
-    step_fraction: float = 0.1  # resource removed per step, as a fraction of the baseline's, in (0, 1)
-    short_epochs: int = 1  # fine-tuning epochs of each candidate (0: rank them right after pruning)
-    parallel: int = 4  # candidates fine-tuned at once, as Ray tasks beside the trial
-
-
-@dataclass(frozen=True)
-class BaselineOptions:
-    train: TrainRecipe = TrainRecipe(epochs=10)  # recipe of the baseline (part of its store key)
-    checkpoint: str | None = None  # load this file instead of the store (.safetensors or .pt)
-    retrain_corrupt: bool = False  # retrain a corrupt stored baseline instead of failing
-
-
-@dataclass(frozen=True)
-class ArtifactOptions:
-    save: str = "best"  # one of SAVE_POLICIES: pruned models kept under <sweep>/models/<trial_id>/
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    # structured methods: every layer keeps a multiple of this many channels, or all of them
-    # (torch-pruning's round_to; 8 or 16 suit vectorised CPU kernels and tensor cores); 1: any count
-    round_to: int = 1
-
-
-@dataclass(frozen=True)
-class MeasureOptions:
-    """How latency is timed: the baseline and the pruned model in interleaved pairs of passes
-    (prune_ray.measure.time_paired), each model's median reported."""
-
-    latency_batch_size: int = 32  # examples per timed forward pass
-    latency_repeats: int = 20  # timed passes of each model, at least
-    latency_min_time_ms: float = 200.0  # and more passes until each model's add up to this (ms)
-    latency_warmup: int = 3  # untimed passes of each model first
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpu: float = 1.0  # CPU cores per trial
-    gpu: float = 0.0  # GPUs per trial; fractions pack several trials on one GPU
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    name: str = "default"  # sweep name: results go to <storage>/<name>-<timestamp>/ unless --name
-    # a zoo name, 'package.module:factory', 'path/to/net.py:factory', 'timm:<name>' or 'torchvision:<name>'
-    model: str = "digits_cnn"
-    model_args: dict[str, ModelArg] = field(default_factory=dict)  # keyword arguments of a non-zoo model's factory
-    dataset: str = "digits"
-    data: DataOptions = DataOptions()
-    methods: tuple[str, ...] = ("magnitude", "l1_filter")
-    # fraction of the baseline's resource kept, each in (0, 1]; [] with a multi-objective sampler:
-    # search accuracy against resource kept (search.keep_range) and report the non-dominated set
-    budgets: tuple[float, ...] = (0.5,)
-    budget_metric: str = "auto"
-    schedule: str = "searched"
-    # schedule "fixed": operating points given as ratios instead of budgets, each one float (every
-    # layer) or a mapping of layer names (or "conv"/"fc" for conv_fc) to ratios
-    fixed_ratios: tuple[float | dict[str, float], ...] = ()
-    iterative: str = "oneshot"  # oneshot, cycles (prune/retrain, Han et al.) or agp (Zhu & Gupta)
-    prune_steps: tuple[int, ...] = (1,)  # pruning steps of cycles/agp; each value is its own group
-    search: SearchOptions = SearchOptions()
-    netadapt: NetAdaptOptions = NetAdaptOptions()
-    baseline: BaselineOptions = BaselineOptions()
-    finetune: TrainRecipe = TrainRecipe(epochs=3, lr=0.01)
-    prune: PruneOptions = PruneOptions()
-    measure: MeasureOptions = MeasureOptions()
-    artifacts: ArtifactOptions = ArtifactOptions()
-    resources: Resources = Resources()
-    # replicates: every operating point runs once per seed (its own baseline, fine-tuning and
-    # Optuna study), so the analysis reports a mean and spread per point
-    seeds: tuple[int, ...] = (0,)
-    # quantisers applied after fine-tuning (Deep Compression's second stage): none, int8, kmeans,
-    # binary; each one (and each quantize_bits entry of kmeans) is its own operating point
-    quantize: tuple[str, ...] = ("none",)
-    quantize_bits: tuple[BitWidths, ...] = (BitWidths(),)  # kmeans: bits per conv and per fc weight code, 1..16
-    quantize_epochs: int = 1  # epochs fine-tuning the quantised model (centroids, binary latent weights); 0: none
-    quantize_lr: float = 0.001  # their SGD learning rate (a centroid's gradient is its cluster's sum)
-    storage: str = "./results"  # local path or URI (s3://, gs://) of the results root
-    max_failures: int = 1  # retries of a trial whose worker or node died
+SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
+# (section, old key) -> its name now: spec files that use the old key still load, with a notice
+RENAMED_KEYS = {("search", "keep_best"): "finalists"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,9 +60,23 @@ def spec_from_yaml(text: str, where: str) -> SweepSpec:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError(f"spec file {where} is not valid YAML{at}: {problem}") from None
-    spec = from_mapping(SweepSpec, expand_bits({} if data is None else data), where=where)
+    spec = from_mapping(SweepSpec, expand_bits(renamed_keys({} if data is None else data, where)), where=where)
     validate(spec)
     return spec
+
+
+def renamed_keys(data: object, where: str) -> object:
+    """The spec's mapping with each old key of RENAMED_KEYS under its new name, and a one-line
+    deprecation notice on stderr per old key (both keys given: SpecError)."""
+    for (section, old), new in RENAMED_KEYS.items():
+        inner = data.get(section) if isinstance(data, dict) else None
+        if not isinstance(inner, dict) or old not in inner:
+            continue
+        if new in inner:
+            raise SpecError(f"{where}: {section}.{old} is the old name of {section}.{new}; give only {section}.{new}")
+        print(f"prune_ray: {where}: {section}.{old} is deprecated; read as {section}.{new} (rename it)", file=sys.stderr)
+        data = {**data, section: {new if key == old else key: value for key, value in inner.items()}}
+    return data
 
 
 def load_spec(path: str) -> SweepSpec:
@@ -225,10 +136,16 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
         raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
 
 
-def stage_epochs(spec: SweepSpec, prune_steps: int) -> int:
-    """Fine-tuning epochs a trial of the (first) stage reports: ASHA's last rung."""
-    epochs = spec.search.screen_epochs if spec.search.two_stage else spec.finetune.epochs
-    return epochs * prune_steps if spec.iterative == "cycles" else epochs
+def stage_epochs(spec: SweepSpec, stage: str) -> int:
+    """Fine-tuning epochs per pruning step of a trial of `stage`: a screening trial's
+    search.screen_epochs, every other trial's finetune.epochs."""
+    return spec.search.screen_epochs if stage == "screen" else spec.finetune.epochs
+
+
+def finetune_epochs(epochs: int, prune_steps: int, cycling: bool) -> int:
+    """A trial's fine-tuning epochs (ASHA's last rung): its stage's epochs, once per pruning step
+    when cycling (iterative 'cycles' fine-tunes after every step)."""
+    return epochs * prune_steps if cycling else epochs
 
 
 def _validate_search(spec: SweepSpec) -> None:
@@ -240,20 +157,20 @@ def _validate_search(spec: SweepSpec) -> None:
     if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
         raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
     if not spec.budgets and schedule.takes == "budget":
-        if not schedule.searched or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
-            searched = " or ".join(name for name in list_schedules() if get_schedule(name).searched)
+        if not schedule.has_search_space or search.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            with_space = " or ".join(name for name in list_schedules() if get_schedule(name).has_search_space)
             raise SpecError(
-                f"budgets: [] searches accuracy against resource kept, which needs schedule {searched} "
+                f"budgets: [] searches accuracy against resource kept, which needs schedule {with_space} "
                 f"and search.sampler {' or '.join(MULTI_OBJECTIVE_SAMPLERS)}; got schedule {spec.schedule!r}, "
                 f"sampler {search.sampler!r} (or give budgets, e.g. --budget 0.5)"
             )
         if search.two_stage or search.early_stopping != "none":
             raise SpecError("budgets: [] (a frontier search) works without search.screen_epochs, screen_bn and early_stopping")
-    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < stage_epochs(spec, 1):
+    if search.early_stopping == "asha" and not 1 <= search.grace_epochs < stage_epochs(spec, search.first_stage):
         stage = "search.screen_epochs" if search.two_stage else "finetune.epochs"
         raise SpecError(
             f"search.grace_epochs: {search.grace_epochs!r} must be in [1, {stage}) for ASHA to have a rung to "
-            f"stop at ({stage} is {stage_epochs(spec, 1)})"
+            f"stop at ({stage} is {stage_epochs(spec, search.first_stage)})"
         )
 
 
@@ -350,9 +267,9 @@ def validate(spec: SweepSpec) -> None:
     _positive(spec.search.num_samples, "search.num_samples")
     _positive(spec.search.max_concurrent, "search.max_concurrent")
     _positive(spec.search.screen_epochs, "search.screen_epochs", allow_zero=True)
-    _positive(spec.search.keep_best, "search.keep_best")
+    _positive(spec.search.finalists, "search.finalists")
     screen_key = "search.screen_epochs" if spec.search.screen_epochs else "search.screen_bn"
-    if spec.search.two_stage and not get_schedule(spec.schedule).searched:
+    if spec.search.two_stage and not get_schedule(spec.schedule).has_search_space:
         raise SpecError(f"{screen_key}: a two-stage search needs a searched schedule, not {spec.schedule!r}")
     if spec.search.two_stage and spec.iterative != "oneshot":
         raise SpecError(f"{screen_key}: two-stage search works with iterative 'oneshot' only")

@@ -16,10 +16,7 @@ from .data.loaders import LOADERS
 from .models import check_model
 
 if TYPE_CHECKING:
-    from .spec import SweepSpec
-
-# a model_args value: a YAML scalar or a list of scalars (lists arrive at the factory as tuples)
-ModelArg = bool | int | float | str | None | tuple[bool | int | float | str, ...]
+    from .spec_types import SweepSpec
 IMAGEFOLDER_ONLY = ("image_size", "mean", "std")  # data options only dataset imagefolder reads
 
 

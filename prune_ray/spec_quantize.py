@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .quantize import MAX_BITS, list_quantizers
 
 if TYPE_CHECKING:
-    from .spec import SweepSpec
+    from .spec_types import SweepSpec
 
 
 def expand_bits(data: object) -> object:

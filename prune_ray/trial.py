@@ -1,5 +1,6 @@
 """One trial as named phases, Ray-free: start the row -> baseline -> plan -> prune and fine-tune ->
-quantise -> measure -> save the model -> finish the row (one Parquet row, status 'ok' or 'failed').
+quantise -> measure -> check the budget -> save the model -> finish the row (one Parquet row, status
+'ok' or 'failed'). What a phase hands on to later ones is in one record, `TrialState`.
 
 `run_trial` is plain Python (the tests call it without Ray). What it needs from the Ray side it
 receives as arguments: a reporter (Tune's `report`) and a `Runtime` (the node's name, Ray's version,
@@ -27,13 +28,14 @@ from . import __version__
 from .artifacts import ModelRecipe
 from .artifacts.store import model_files, write_model
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
+from .data import Dataset
 from .models import classifier_layer
-from .plan import PlanOptions, Subject, get_schedule, plan_removal
+from .plan import Adapted, Subject, get_schedule, plan_removal
 from .plan.budget import BudgetUnreachableError
 from .plan.latency import LatencyTable, cached_table, predict_ms, table_key
 from .plan.netadapt import ShortTune, local_short_tune
 from .points import TrialConfig
-from .prune import get_method
+from .prune import Calibration, get_method
 from .prune.iterative import Cadence, FineTune, evaluate_pruned, prune_and_finetune
 from .prune.unstructured import (
     magnitude_thresholds,
@@ -41,9 +43,10 @@ from .prune.unstructured import (
     weight_layers,
 )
 from .quantize import get_quantizer
+from .results.frontier import row_resource_keep
 from .results.parquet import write_epochs, write_steps, write_trial
-from .results.storage import open_storage
-from .spec import SweepSpec, resolved_metric
+from .results.storage import Storage, open_storage
+from .spec import PlanOptions, SweepSpec, finetune_epochs, resolved_metric, stage_epochs
 from .train import TrainRecipe, evaluate, train
 from .trial_setup import calibration_of, obtain_baseline, trial_data, trial_device
 
@@ -64,6 +67,11 @@ class TrialContext:
     sweep: str  # directory name of the sweep under the storage root
     baseline_seconds: dict[int, float]  # per seed: spent training the baseline in this sweep (0: loaded)
     git_sha: str | None
+    storage: Storage | None = None  # the sweep's storage, opened once by the sweep; None: opened here from spec.storage
+
+    def __post_init__(self) -> None:
+        if self.storage is None:
+            object.__setattr__(self, "storage", open_storage(self.spec.storage))
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,9 @@ def config_hash(spec: SweepSpec, config: TrialConfig) -> str:
             section = section[parent]
         section.pop(leaf)
     identity["screen_epochs"] = spec.search.screen_epochs  # a screen row's result depends on it
-    identity["plan"] = dataclasses.asdict(PlanOptions.of(spec))  # and every row's on the plan options
+    # and every row's on the plan options (spec.search's PlanOptions fields)
+    identity["plan"] = {key: value for key, value in dataclasses.asdict(spec.search).items()
+                        if key in {option.name for option in dataclasses.fields(PlanOptions)}}
     blob = json.dumps({"spec": identity, "trial": config.as_dict()}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -133,12 +143,31 @@ def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers
 
 
 def finetune_recipe(spec: SweepSpec, stage: str) -> TrainRecipe:
-    """A screening trial fine-tunes search.screen_epochs; every other trial finetune.epochs."""
-    return dataclasses.replace(spec.finetune, epochs=spec.search.screen_epochs) if stage == "screen" else spec.finetune
+    """The fine-tuning recipe of a trial of `stage`, with its epochs per pruning step (stage_epochs)."""
+    return dataclasses.replace(spec.finetune, epochs=stage_epochs(spec, stage))
+
+
+@dataclass
+class TrialState:
+    """What the phases of one trial hand on to later ones, declared in one place: each field is
+    None until the phase named beside it has run (a phase run out of order fails on its None)."""
+
+    data: Dataset | None = None  # start_from_baseline: the spec's data on the trial's device
+    reference: torch.nn.Module | None = None  # start_from_baseline: the baseline, timed beside the pruned model
+    base: Measurement | None = None  # start_from_baseline: the baseline's counts
+    timing_batch: torch.Tensor | None = None  # start_from_baseline: the examples of a timed pass
+    table: LatencyTable | None = None  # start_from_baseline: latency budgets only
+    subject: Subject | None = None  # start_from_baseline: what the plan is made for
+    calibration: Calibration | None = None  # start_from_baseline
+    adapted: Adapted | None = None  # plan_pruning: an adapting schedule's pruned model (netadapt)
+    removed: dict[str, int] | None = None  # plan_pruning: units removed per layer
+    model: torch.nn.Module | None = None  # make_pruned_model: the pruned, fine-tuned (then quantised) model
+    codes: Any = None  # fold_and_quantize: the quantised weights' codes, saved with the model
 
 
 class TrialRun:
-    """One trial's state as it passes through its phases; each phase fills part of the row."""
+    """One trial as phases; each fills part of the row, and hands what later phases need on in
+    `state` (a TrialState)."""
 
     def __init__(self, config: TrialConfig, context: TrialContext, trial_id: str, report: Reporter, runtime: Runtime):
         self.config, self.context, self.trial_id, self.report, self.runtime = config, context, trial_id, report, runtime
@@ -146,9 +175,22 @@ class TrialRun:
         self.method = get_method(config.point.method)
         self.metric = resolved_metric(self.spec, self.method.name)
         self.recipe = finetune_recipe(self.spec, config.stage)
-        self.storage = open_storage(self.spec.storage)
+        self.storage = context.storage
         self.epochs: list[dict[str, Any]] = []
+        self.state = TrialState()
         self.row = self.start_row()
+
+    @property
+    def data(self) -> Dataset:
+        return self.state.data
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.state.model
+
+    @property
+    def codes(self) -> Any:
+        return self.state.codes
 
     def start_row(self) -> dict[str, Any]:
         """Phase 1: the row's identity, known before anything runs."""
@@ -158,61 +200,64 @@ class TrialRun:
             "sweep": self.context.sweep, "trial_id": self.trial_id, "config_hash": config_hash(spec, self.config),
             "seed": point.seed, "started_at": _now(), "model": spec.model, "dataset": spec.dataset,
             "method": self.method.name, "granularity": self.method.granularity, "schedule": spec.schedule,
-            "sampler": spec.search.sampler if schedule.searched else None, "budget_metric": self.metric,
+            "sampler": spec.search.sampler if schedule.has_search_space else None, "budget_metric": self.metric,
             "budget": point.budget, "ratio": point.ratio if isinstance(point.ratio, float) else None,
             "iterative": spec.iterative, "prune_steps": point.prune_steps, "stage": self.config.stage,
-            "first_proposal": self.config.proposal.first if schedule.searched else None,
-            "finetune_epochs": self.recipe.epochs * (point.prune_steps if spec.iterative == "cycles" else 1),
+            "first_proposal": self.config.proposal.first if schedule.has_search_space else None,
+            "finetune_epochs": finetune_epochs(self.recipe.epochs, point.prune_steps, spec.iterative == "cycles"),
             "node": self.runtime.node, "torch_version": torch.__version__, "ray_version": self.runtime.ray_version,
             "prune_ray_version": __version__, "git_sha": self.context.git_sha,
         }
 
-    def obtain_baseline(self) -> None:
-        """Phase 2: the baseline (loaded, or trained into the store), measured."""
+    def start_from_baseline(self) -> None:
+        """Phase 2: the baseline (loaded, or trained into the store), counted, and what planning
+        starts from (the subject; a latency budget's table)."""
         torch.manual_seed(self.config.point.seed)  # random methods and fine-tuning are reproducible per seed
         device = trial_device(self.spec)
         self.row["device"] = str(device) if device.type == "cpu" else f"cuda:{torch.cuda.get_device_name(device)}"
-        self.data = trial_data(self.spec)
-        self.row["data_loader"] = self.data.loader
+        data = trial_data(self.spec)
+        self.row["data_loader"] = data.loader
         began = time.perf_counter()
-        baseline = obtain_baseline(self.spec, self.data, self.config.point.seed)
+        baseline = obtain_baseline(self.spec, data, self.config.point.seed, self.storage)
         model = baseline.model.to(device)
         seconds_in_sweep = self.context.baseline_seconds.get(self.config.point.seed, 0.0)
         self.row["time_baseline_s"] = seconds_in_sweep + (time.perf_counter() - began)
-        self.timing_batch = self.data.val_x[: self.spec.measure.latency_batch_size]
-        self.base = measure(model, self.timing_batch, latency=False)
-        self.reference = copy.deepcopy(model)  # the baseline as loaded, timed beside the pruned model
+        timing_batch = data.val_x[: self.spec.measure.latency_batch_size]
+        base = measure(model, timing_batch, latency=False)
         self.row.update(baseline_top1=baseline.top1, baseline_top5=baseline.top5, baseline_test_top1=baseline.test_top1,
-                        baseline_params=self.base.params, baseline_macs=self.base.macs)
-        example = self.data.example_inputs(1)
-        self.table = self.latency_table(model, device) if self.metric == "latency" else None
-        counted = {"params": self.base.params, "macs": self.base.macs}
-        resource = predict_ms(self.table, model) if self.table is not None else counted[self.metric]
-        self.subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource,
-                               self.spec.prune.round_to, self.table)
-        self.calibration = calibration_of(self.data)
+                        baseline_params=base.params, baseline_macs=base.macs)
+        example = data.example_inputs(1)
+        table = self.latency_table(model, device, timing_batch) if self.metric == "latency" else None
+        counted = {"params": base.params, "macs": base.macs}
+        resource = predict_ms(table, model) if table is not None else counted[self.metric]
+        subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource,
+                          self.spec.prune.round_to, table)
+        self.state = dataclasses.replace(self.state, data=data, reference=copy.deepcopy(model), base=base,
+                                         timing_batch=timing_batch, table=table, subject=subject,
+                                         calibration=calibration_of(data))
 
-    def latency_table(self, model: torch.nn.Module, device: torch.device) -> LatencyTable:
+    def latency_table(self, model: torch.nn.Module, device: torch.device, timing_batch: torch.Tensor) -> LatencyTable:
         """The model's per-layer latency table on this device and batch size (timed once, then cached)."""
         spec = self.spec
         names = {module: name for name, module in model.named_modules()}
         key = table_key(spec.model, spec.dataset, device, spec.measure.latency_batch_size)
-        return cached_table(self.storage, key, model, self.timing_batch, names[classifier_layer(model)])
+        return cached_table(self.storage, key, model, timing_batch, names[classifier_layer(model)])
 
-    def plan(self) -> None:
+    def plan_pruning(self) -> None:
         """Phase 3: units removed per layer (one-shot schedules), or the pruned model (netadapt)."""
-        began = time.perf_counter()
+        began, state = time.perf_counter(), self.state
         schedule, config = get_schedule(self.spec.schedule), self.config
-        self.adapted = None
+        adapted = None
         if schedule.adapt is not None:
-            self.adapted = schedule.adapt(self.subject, config.target_keep, self.spec, self.short_tunes)
-            self.removed = self.adapted.removed
-            write_steps(self.storage, self.context.sweep, schedule.name, self.trial_id, self.adapted.trace)
-        elif schedule.takes == "budget" and self.table is not None:
-            self.removed = self.plan_latency(schedule.name, config.target_keep)
+            adapted = schedule.adapt(state.subject, config.target_keep, self.spec, self.short_tunes)
+            removed = adapted.removed
+            write_steps(self.storage, self.context.sweep, schedule.name, self.trial_id, adapted.trace)
+        elif schedule.takes == "budget" and state.table is not None:
+            removed = self.plan_latency(schedule.name, config.target_keep)
         else:
             point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
-            self.removed = plan_removal(schedule.name, self.subject, point, config.proposal, PlanOptions.of(self.spec))
+            removed = plan_removal(schedule.name, state.subject, point, config.proposal, self.spec.search)
+        self.state = dataclasses.replace(state, adapted=adapted, removed=removed)
         self.row["time_prune_s"] = time.perf_counter() - began
 
     def plan_latency(self, schedule: str, budget: float) -> dict[str, int]:
@@ -223,16 +268,18 @@ class TrialRun:
         times, and what it leaves out, or a loaded machine, does not stay constant). When the
         scaled budget is past what the table can reach, the last reachable plan stands (and the
         measured model's check decides)."""
-        asked, options, prune = budget, PlanOptions.of(self.spec), self.method.shape_prune or self.method.prune
-        removed = plan_removal(schedule, self.subject, asked, self.config.proposal, options)
+        state, options, prune = self.state, self.spec.search, self.method.shape_prune or self.method.prune
+        asked = budget
+        removed = plan_removal(schedule, state.subject, asked, self.config.proposal, options)
         for _ in range(LATENCY_PLANS):
-            shaped = prune(copy.deepcopy(self.subject.model), removed, self.calibration)
-            kept = 1 / time_paired(self.reference, shaped, self.timing_batch, timing_options(self.spec)).median
+            shaped = prune(copy.deepcopy(state.subject.model), removed, state.calibration)
+            speed = time_paired(state.reference, shaped, state.timing_batch, timing_options(self.spec))
+            kept = speed_columns(speed)["latency_keep"]
             if kept <= LATENCY_HEADROOM * budget:
                 break
             asked *= LATENCY_HEADROOM * budget / kept
             try:
-                removed = plan_removal(schedule, self.subject, asked, self.config.proposal, options)
+                removed = plan_removal(schedule, state.subject, asked, self.config.proposal, options)
             except BudgetUnreachableError:
                 break
         return removed
@@ -241,21 +288,22 @@ class TrialRun:
         """netadapt's candidates: as Ray tasks when the runtime has an executor, else one by one here."""
         seed = self.config.point.seed
         remote = self.runtime.candidates(self.method.name, recipe, seed) if self.runtime.candidates else None
-        return remote or local_short_tune(self.method, self.data, recipe, self.calibration, seed)
+        return remote or local_short_tune(self.method, self.state.data, recipe, self.state.calibration, seed)
 
-    def prune_and_finetune(self) -> None:
+    def make_pruned_model(self) -> None:
         """Phase 4: prune the baseline as planned (once, or in cycles/agp steps) and fine-tune."""
-        began = time.perf_counter()
-        tuning = FineTune(self.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned,
-                          recalibration=self.data.train_head(RECALIBRATION_EXAMPLES)[0])
-        if self.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
-            self.model = self.adapted.model
-            evaluate_pruned(self.model, tuning)
-            train(self.model, self.data, self.recipe, seed=tuning.seed, on_epoch=self.on_epoch)
+        began, state = time.perf_counter(), self.state
+        tuning = FineTune(state.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned,
+                          recalibration=state.data.train_head(RECALIBRATION_EXAMPLES)[0])
+        if state.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
+            model = state.adapted.model
+            evaluate_pruned(model, tuning)
+            train(model, state.data, self.recipe, seed=tuning.seed, on_epoch=self.on_epoch)
         else:
             cadence = Cadence(self.spec.iterative, self.config.point.prune_steps)
-            outcome = prune_and_finetune(self.subject.model, self.method, self.removed, cadence, tuning, self.calibration)
-            self.model = outcome.model
+            model = prune_and_finetune(state.subject.model, self.method, state.removed, cadence, tuning,
+                                       state.calibration).model
+        self.state = dataclasses.replace(state, model=model)
         self.row["time_finetune_s"] = time.perf_counter() - began
 
     def on_pruned(self, top1: float, top5: float, top1_bn: float | None) -> None:
@@ -275,50 +323,57 @@ class TrialRun:
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)  # a stopped trial keeps its curve
         self.report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
 
-    def quantize(self) -> None:
+    def fold_and_quantize(self) -> None:
         """Phase 5: fold the masks into the weights, then quantise them with the operating point's
         quantiser (none keeps float32): top1_quantized right after, then quantize_epochs of
         fine-tuning what the quantiser trains (k-means centroids, binary latent weights). The
         weights end as plain tensors holding the quantised values; their codes are kept to save."""
-        began, model, row, point = time.perf_counter(), self.model, self.row, self.config.point
+        began, state, row, point = time.perf_counter(), self.state, self.row, self.config.point
+        model = state.model
         if self.method.records_thresholds:
             row["conv_threshold"], row["fc_threshold"] = magnitude_thresholds(model)
         make_masks_permanent(model)
-        row["layer_names"], row["layer_ratios"] = layer_ratios(model, self.method, self.removed, self.subject.layers)
+        row["layer_names"], row["layer_ratios"] = layer_ratios(model, self.method, state.removed, state.subject.layers)
         quantizer = get_quantizer(point.quantizer)
         widths = quantizer.widths(point.quantize_bits)
         quantization = quantizer.quantize(model, widths)
         row.update(quantizer=quantizer.name, quantize_bits_conv=None if widths is None else widths.conv,
                    quantize_bits_fc=None if widths is None else widths.fc)
-        row["top1_quantized"], _ = evaluate(model, self.data.val_x, self.data.val_y)
+        row["top1_quantized"], _ = evaluate(model, state.data.val_x, state.data.val_y)
         if quantizer.trains and self.spec.quantize_epochs > 0:
             recipe = dataclasses.replace(self.spec.finetune, epochs=self.spec.quantize_epochs, lr=self.spec.quantize_lr,
                                          warmup_epochs=0)
-            train(model, self.data, recipe, seed=point.seed)
-        self.codes = quantization.freeze()
+            train(model, state.data, recipe, seed=point.seed)
+        self.state = dataclasses.replace(state, codes=quantization.freeze())
         row["time_quantize_s"] = time.perf_counter() - began
 
-    def measure(self) -> None:
-        """Phase 6: accuracy and the achieved resource of the (quantised) model itself; the budget check."""
-        began, model, row, data = time.perf_counter(), self.model, self.row, self.data
+    def measure_accuracy_and_resources(self) -> None:
+        """Phase 6: accuracy and the achieved resources of the (quantised) model itself."""
+        began, state, row = time.perf_counter(), self.state, self.row
+        model, data = state.model, state.data
         row["top1"], row["top5"] = evaluate(model, data.val_x, data.val_y)
         row["test_top1"], row["test_top5"] = evaluate(model, data.test_x, data.test_y)
-        pruned = measure(model, self.timing_batch, latency=False)
-        row.update(dataclasses.asdict(pruned), **derived(self.base, pruned))
+        pruned = measure(model, state.timing_batch, latency=False)
+        row.update(dataclasses.asdict(pruned), **derived(state.base, pruned))
         row.update(speed_columns(self.timed_against_budget(model)))
-        if self.table is not None:
+        if state.table is not None:
             # the table's prediction at this moment's machine speed: its ratio to the table's own
             # prediction for the baseline, times the baseline as timed here (the cached table may
             # have been timed under another load)
-            row["latency_predicted_ms"] = predict_ms(self.table, model) / self.subject.baseline_resource * row["baseline_latency_ms"]
+            row["latency_predicted_ms"] = (predict_ms(state.table, model) / state.subject.baseline_resource
+                                           * row["baseline_latency_ms"])
         row["time_eval_s"] = time.perf_counter() - began
-        row["status"] = "ok"
+
+    def check_budget(self) -> None:
+        """Phase 7: the measured model keeps at most its budget of the resource, and the row is
+        'ok' (AssertionError if not: the trial fails). params_keep counts nonzero parameters; a latency
+        is met within its interval (the lowest latency kept that one paired comparison on this
+        machine supports)."""
         target = self.config.target_keep
-        # params_keep counts nonzero parameters; a latency is met within its interval (the lowest
-        # latency kept that one paired comparison on this machine supports)
-        achieved = 1 / row["speedup_high"] if self.metric == "latency" else row[f"{self.metric}_keep"]
+        achieved = row_resource_keep(self.row, lowest_supported=True)
         if not within_budget(achieved, target):
             raise AssertionError(f"pruned model keeps {achieved:.4f} of {self.metric}, over budget {target}")
+        self.row["status"] = "ok"
 
     def timed_against_budget(self, model: torch.nn.Module) -> Speedup:
         """The final model timed in interleaved pairs with the baseline. Under a latency budget, a
@@ -326,35 +381,37 @@ class TrialRun:
         fastest of them (by its median) is the row's: load that changes over seconds (a neighbouring
         trial starting its training, say) shifts a whole timing, and the least disturbed timing is
         the best estimate (timeit's rule). A frontier search (no budget) is timed once."""
-        options, target = timing_options(self.spec), self.config.target_keep
-        timings = [time_paired(self.reference, model, self.timing_batch, options)]
-        while (self.metric == "latency" and not within_budget(1 / timings[-1].high, target)
-               and len(timings) < LATENCY_TIMINGS):
-            timings.append(time_paired(self.reference, model, self.timing_batch, options))
+        options, target, state = timing_options(self.spec), self.config.target_keep, self.state
+        timings = [time_paired(state.reference, model, state.timing_batch, options)]
+        while (self.metric == "latency" and len(timings) < LATENCY_TIMINGS and not within_budget(
+                row_resource_keep({"budget_metric": "latency", **speed_columns(timings[-1])}, lowest_supported=True), target)):
+            timings.append(time_paired(state.reference, model, state.timing_batch, options))
         return max(timings, key=lambda speed: speed.median)
 
-    def save(self) -> None:
-        """Phase 7: the model's files (encoded by their codes when quantised), whose size is
+    def save_model_files(self) -> None:
+        """Phase 8: the model's files (encoded by their codes when quantised), whose size is
         bytes_encoded, written under <sweep>/models/<trial_id>/ unless artifacts.save is none; a
         model that cannot be saved makes the trial fail."""
-        data = self.data
+        state = self.state
+        data = state.data
         recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size, dict(self.spec.model_args))
-        files = model_files(self.model, recipe, self.method.name, data.example_inputs(1), self.codes)
-        self.row.update(bytes_encoded=files.size, compression_ratio_total=self.base.bytes_dense / files.size)
+        files = model_files(state.model, recipe, self.method.name, data.example_inputs(1), state.codes)
+        self.row.update(bytes_encoded=files.size, compression_ratio_total=state.base.bytes_dense / files.size)
         if self.spec.artifacts.save == "none":
             return
         saved = write_model(self.storage, (self.context.sweep, "models", self.trial_id), files)
         self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)
 
     def run_phases(self) -> None:
-        """Phases 2 to 7 in order; an exception ends the trial where it is raised (run_trial makes
+        """Phases 2 to 8 in order; an exception ends the trial where it is raised (run_trial makes
         it the row's error)."""
-        self.obtain_baseline()
-        self.plan()
-        self.prune_and_finetune()
-        self.quantize()
-        self.measure()
-        self.save()
+        for phase in self.phases():
+            phase()
+
+    def phases(self) -> tuple[Callable[[], None], ...]:
+        """Phases 2 to 8, in the order they run."""
+        return (self.start_from_baseline, self.plan_pruning, self.make_pruned_model, self.fold_and_quantize,
+                self.measure_accuracy_and_resources, self.check_budget, self.save_model_files)
 
     def fail(self, error: Exception) -> None:
         """A failed trial is a row, never a crashed sweep; what was measured before stays in it."""
@@ -364,7 +421,7 @@ class TrialRun:
             self.row["error"] += "\n" + traceback.format_exc(limit=5)
 
     def finish_row(self) -> dict[str, Any]:
-        """Phase 8: the final row and curve, written (a retried trial overwrites its own files)."""
+        """Phase 9: the final row and curve, written (a retried trial overwrites its own files)."""
         self.row["finished_at"] = _now()
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)
         write_trial(self.storage, self.row)

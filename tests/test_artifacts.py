@@ -237,7 +237,7 @@ def test_a_structured_model_pruned_in_cycles_reloads(store):
     spec = dataclasses.replace(spec_for(store, "digits_cnn"), iterative="cycles", prune_steps=(2,))
     run = TrialRun(TrialConfig(OperatingPoint(0.5, "l1_filter", 0, prune_steps=2)), TrialContext(spec, "cycles", {}, None),
                    "t1", lambda _: None, Runtime())
-    for phase in (run.obtain_baseline, run.plan, run.prune_and_finetune, run.quantize, run.measure, run.save):
+    for phase in run.phases():
         phase()
     loaded = load_pruned(run.row["model_uri"])
     with torch.no_grad():

@@ -18,7 +18,7 @@ from prune_ray.prune.unstructured import make_masks_permanent
 from prune_ray.results.storage import open_storage
 from prune_ray.spec import SpecError, spec_from_yaml
 from prune_ray.train import TrainRecipe
-from prune_ray.trial_setup import preflight
+from prune_ray.trial_setup import preflight_checks
 from fixtures import cli_cases, run_sweep_command
 from user_models import write_user_net
 
@@ -60,7 +60,7 @@ def test_bad_model_string_is_one_line_spec_error(tmp_path, model, fragment):
     (tmp_path / "syntax.py").write_text("def make(:\n")
     text = f"model: '{model.format(dir=tmp_path)}'\nmethods: [l1_filter]\n"
     with pytest.raises(SpecError) as raised:  # spec check: imports, builds nothing
-        preflight(spec_from_yaml(text, "spec.yaml"))
+        preflight_checks(spec_from_yaml(text, "spec.yaml"))
     message = str(raised.value)
     assert fragment in message and "\n" not in message, message
 
@@ -86,7 +86,7 @@ def test_factory_error_at_build_time_is_a_spec_error_in_preflight(tmp_path):
     path = write_user_net(tmp_path)
     spec = spec_from_yaml(f"model: '{path}:make'\nmodel_args: {{depth: 3}}\nmethods: [l1_filter]\n", "spec.yaml")
     with pytest.raises(SpecError, match=r"the factory raised TypeError: .*depth"):
-        preflight(spec)
+        preflight_checks(spec)
 
 
 def test_method_that_cannot_prune_a_layer_fails_preflight_naming_layer_and_method():
@@ -95,7 +95,7 @@ def test_method_that_cannot_prune_a_layer_fails_preflight_naming_layer_and_metho
     pytest.importorskip("timm")
     text = "model: 'timm:test_vit'\nmodel_args: {img_size: 8, patch_size: 4}\nmethods: [magnitude, l1_filter]\n"
     with pytest.raises(SpecError) as raised:
-        preflight(spec_from_yaml(text, "spec.yaml"))
+        preflight_checks(spec_from_yaml(text, "spec.yaml"))
     message = str(raised.value)
     assert "method 'l1_filter' cannot prune layer 'blocks.0.attn.qkv' of VisionTransformer" in message
     assert "\n" not in message
@@ -118,9 +118,9 @@ def test_user_checkpoint_loads_in_preflight(tmp_path, suffix):
     checkpoint = tmp_path / f"mine{suffix}"
     torch.save(state, checkpoint) if suffix == ".pt" else save_file(state, str(checkpoint))
     base = f"model: '{path}:make'\nmethods: [l1_filter]\nbaseline: {{checkpoint: {checkpoint}}}\n"
-    preflight(spec_from_yaml(base + "model_args: {width: 4}\n", "spec.yaml"))
+    preflight_checks(spec_from_yaml(base + "model_args: {width: 4}\n", "spec.yaml"))
     with pytest.raises(SpecError, match=f"checkpoint {checkpoint} does not fit the model"):  # another width
-        preflight(spec_from_yaml(base, "spec.yaml"))
+        preflight_checks(spec_from_yaml(base, "spec.yaml"))
 
 
 def test_checkpoint_pickling_a_module_is_refused_naming_the_file(tmp_path):
@@ -129,7 +129,7 @@ def test_checkpoint_pickling_a_module_is_refused_naming_the_file(tmp_path):
     torch.save(create_model(f"{path}:make", **SHAPE), checkpoint)  # a pickle of code, not of tensors
     spec = spec_from_yaml(f"model: '{path}:make'\nmethods: [l1_filter]\nbaseline: {{checkpoint: {checkpoint}}}\n", "spec.yaml")
     with pytest.raises(SpecError) as raised:
-        preflight(spec)
+        preflight_checks(spec)
     assert f"checkpoint {checkpoint} pickles code" in str(raised.value) and "\n" not in str(raised.value)
 
 

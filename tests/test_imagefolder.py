@@ -11,7 +11,7 @@ from prune_ray.data.loaders import StreamLoader, resolve_loader
 from prune_ray.points import OperatingPoint, Proposal, TrialConfig
 from prune_ray.spec import SpecError, spec_from_yaml
 from prune_ray.trial import TrialContext, run_trial
-from prune_ray.trial_setup import preflight
+from prune_ray.trial_setup import preflight_checks
 
 CLASSES = ("cat", "dog", "owl")
 
@@ -66,7 +66,7 @@ def _break(tmp_path, how):
 def test_bad_tree_is_one_line_spec_error_naming_the_path(tmp_path, how):
     path, fragment = _break(tmp_path, how)
     with pytest.raises(SpecError) as raised:  # validation (folders) or preflight (images): before Ray
-        preflight(spec_from_yaml(spec_text(tmp_path), "spec.yaml"))
+        preflight_checks(spec_from_yaml(spec_text(tmp_path), "spec.yaml"))
     message = str(raised.value)
     assert str(path) in message and fragment in message and "\n" not in message, message
 

@@ -50,3 +50,15 @@ def test_importing_every_module_outside_tune_loads_neither():
     check = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna')))"
     out = subprocess.run([sys.executable, "-c", f"{imports}; {check}"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_sweep_command_runs_its_preflight_checks_before_importing_ray_or_optuna(tmp_path):
+    """A spec its model cannot take (here an unreadable baseline checkpoint) is exit 2 from the
+    preflight checks, with neither Ray nor Optuna loaded."""
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    (tmp_path / "spec.yaml").write_text(f"baseline: {{checkpoint: {tmp_path / 'bad.pt'}}}\nstorage: {tmp_path / 'results'}\n")
+    check = ("import sys; from prune_ray.tune.sweep import main; rc = main([sys.argv[1]]); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna'))); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", check, str(tmp_path / "spec.yaml")], capture_output=True, text=True)
+    assert out.returncode == 2 and "bad.pt" in out.stderr, out.stderr
+    assert out.stdout.strip() == "[]"

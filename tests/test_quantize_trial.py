@@ -39,7 +39,7 @@ def run_quantized(spec: SweepSpec, quantizer: str, trial_id: str) -> TrialRun:
     bits = BITS if get_quantizer(quantizer).takes_bits else None
     run = TrialRun(TrialConfig(OperatingPoint(BUDGET, "magnitude", 0, quantizer=quantizer, quantize_bits=bits)),
                    TrialContext(spec, "q", {}, None), trial_id, lambda _: None, Runtime())
-    for phase in (run.obtain_baseline, run.plan, run.prune_and_finetune, run.quantize, run.measure, run.save):
+    for phase in run.phases():
         phase()
     run.finish_row()
     return run

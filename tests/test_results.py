@@ -121,3 +121,36 @@ def test_the_summary_tells_frontier_searches_from_per_layer_fixed_ratios(tmp_pat
     assert summarize(searched, "uri", 1.0) == 0
     out = capsys.readouterr().out
     assert "non-dominated rows" in out and " c " not in out.split("non-dominated rows")[1]  # c is dominated by b
+
+
+def test_a_latency_sweep_is_picked_and_ranked_by_latency_kept_not_parameters(capsys):
+    """The kept fraction of the budgeted resource (results.frontier.resource_keep) is the one rule of
+    the trial's budget check, Tune's report, the pick order, the frontier and model retention: a
+    latency row's is latency_keep, however many parameters it keeps."""
+    from prune_ray.artifacts.retention import kept_trials
+    from prune_ray.results.frontier import in_pick_order, pareto_front, resource_keep, row_resource_keep, usable_rows
+    from prune_ray.results.summary import summarize
+
+    base = {"status": "ok", "model": "digits_cnn", "dataset": "digits", "method": "l1_filter", "granularity": "structured",
+            "budget_metric": "latency", "top1": 0.9, "top1_pruned": 0.5, "baseline_top1": 0.95, "macs_keep": 0.5,
+            "prune_steps": 1, "stage": "single", "error": None, "speedup_measured": 1.0, "sweep": "s", "seed": 0,
+            "iterative": "oneshot", "schedule": "searched", "sampler": "tpe", "ratio": None}
+    # few parameters kept, much latency kept; and the other way round
+    slow = {**base, "trial_id": "slow", "params_keep": 0.3, "latency_keep": 0.7, "speedup_high": 1 / 0.65}
+    fast = {**base, "trial_id": "fast", "params_keep": 0.6, "latency_keep": 0.4, "speedup_high": 1 / 0.35}
+    budgeted = pd.DataFrame([{**slow, "budget": 0.8}, {**fast, "budget": 0.8}])
+    assert in_pick_order(usable_rows(budgeted))["trial_id"].tolist() == ["fast", "slow"]  # equal top-1: less latency
+    assert kept_trials(budgeted) == {"fast"}
+    frontier = pd.DataFrame([{**slow, "budget": None}, {**fast, "budget": None}])
+    assert pareto_front(usable_rows(frontier), accuracy_column="top1", by=["method"])["trial_id"].tolist() == ["fast"]
+    assert kept_trials(frontier) == {"fast"}
+    assert summarize(frontier, "uri", 1.0) == 0
+    assert " slow " not in capsys.readouterr().out.split("non-dominated rows")[1]
+    # Tune's report and the trial's budget check read the same rule off the trial's row
+    assert row_resource_keep(slow) == 0.7 and row_resource_keep(slow, lowest_supported=True) == pytest.approx(0.65)
+    assert row_resource_keep({**slow, "budget_metric": "params"}) == 0.3
+    assert row_resource_keep({"status": "failed", "budget_metric": "latency", "granularity": "structured"}) is None
+    # rows without a metric follow the method registry's auto rule: low-rank and structured -> MACs
+    unstated = pd.DataFrame([{"budget_metric": None, "granularity": g, "params_keep": 0.3, "macs_keep": 0.6}
+                             for g in ("unstructured", "structured", "lowrank")])
+    assert resource_keep(unstated).tolist() == [0.3, 0.6, 0.6]

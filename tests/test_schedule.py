@@ -8,7 +8,7 @@ from prune_ray.models import create_model
 from prune_ray.prune import Calibration, get_method, ratios_to_counts
 from prune_ray.plan import PlanOptions, Proposal, Subject, get_schedule, list_schedules, plan_removal
 from prune_ray.plan.allocations import lamp_scores, unit_scores
-from prune_ray.plan.keep import erk_keep, keep_of, project_keep
+from prune_ray.plan.densities import erk_densities, densities_of, project_densities
 from prune_ray.plan.searched import theta_key
 from prune_ray.spec import SweepSpec
 
@@ -78,7 +78,7 @@ def test_searched_meets_the_budget_on_extreme_proposals_without_saturating(seed,
     removed = plan_removal("searched", subject, 0.02, Proposal(thetas))
     kept = achieved(cnn, method, removed, x, "params") / subject.baseline_resource
     assert 0.02 * 0.98 <= kept <= 0.02
-    keep = keep_of(subject.layers, removed)
+    keep = densities_of(subject.layers, removed)
     at_cap = sum(k <= 1 - method.max_ratio + 1e-3 for k in keep.values())
     assert at_cap < len(keep)  # not every layer saturated
 
@@ -99,7 +99,7 @@ def test_lamp_keeps_every_layer_alive_and_scores_the_largest_weight_one(cnn, dig
 def test_erk_keeps_small_layers_denser_and_refuses_channels(cnn, digits):
     x = digits.example_inputs(1)
     magnitude = get_method("magnitude")
-    density = erk_keep(cnn, magnitude.layers(cnn, x))
+    density = erk_densities(cnn, magnitude.layers(cnn, x))
     assert density["conv1"] > density["conv4"] and density["fc2"] > density["fc1"]
     with pytest.raises(ValueError, match="schedule 'erk' sets the weight density"):
         get_schedule("erk").check(SweepSpec(), subject_of(cnn, get_method("l1_filter"), x))
@@ -109,9 +109,9 @@ def test_the_log_space_projection_keeps_the_ratios_between_unclamped_layers(cnn,
     method, x = get_method("magnitude"), digits.example_inputs(1)
     subject = subject_of(cnn, method, x)
     keep = {layer.name: 0.4 if i % 2 else 0.1 for i, layer in enumerate(subject.layers)}
-    projection = project_keep(subject.layers, keep, subject.resource_fn(), 0.08 * subject.baseline_resource,
+    projection = project_densities(subject.layers, keep, subject.resource_fn(), 0.08 * subject.baseline_resource,
                               max_ratio=method.max_ratio, tolerance=0.0)
-    kept = keep_of(subject.layers, projection.removed)
+    kept = densities_of(subject.layers, projection.removed)
     big = [layer.name for i, layer in enumerate(subject.layers) if i % 2 and kept[layer.name] < 1]
     small = [layer.name for i, layer in enumerate(subject.layers) if not i % 2 and kept[layer.name] > 1 - method.max_ratio]
     assert big and small, kept  # a pair of unclamped layers to compare

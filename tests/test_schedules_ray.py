@@ -57,7 +57,7 @@ def test_screening_by_batchnorm_recalibration_finetunes_only_the_best_proposal_a
     """search.screen_bn: proposals ranked by accuracy after BatchNorm recalibration, with no
     fine-tuning; only each operating point's best is fine-tuned."""
     (tmp_path / "spec.yaml").write_text(
-        "methods: [magnitude]\nbudgets: [0.1]\nsearch: {num_samples: 4, screen_bn: true, keep_best: 1}\n"
+        "methods: [magnitude]\nbudgets: [0.1]\nsearch: {num_samples: 4, screen_bn: true, finalists: 1}\n"
         "baseline: {train: {epochs: 2}}\nfinetune: {epochs: 2}\nmeasure: {latency_repeats: 2}\n"
     )
     assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(tmp_path), "--name", "s"]) == 0
@@ -86,7 +86,7 @@ def assert_finalists_are_the_best_and_the_prior(screen, final, *best):
 
 def test_two_stage_search_finetunes_the_best_screened_proposals(tmp_path, local_ray):
     (tmp_path / "spec.yaml").write_text(
-        "methods: [l1_filter]\nbudgets: [0.5, 0.3]\nsearch: {num_samples: 3, screen_epochs: 1, keep_best: 1}\n"
+        "methods: [l1_filter]\nbudgets: [0.5, 0.3]\nsearch: {num_samples: 3, screen_epochs: 1, finalists: 1}\n"
         "baseline: {train: {epochs: 2}}\nfinetune: {epochs: 3}\nmeasure: {latency_repeats: 2}\n"
     )
     assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(tmp_path), "--name", "s"]) == 0

@@ -14,9 +14,8 @@ from ray.tune.search import Searcher
 
 from prune_ray.points import OperatingPoint, TrialConfig, operating_points
 from prune_ray.results.frontier import non_dominated
-from prune_ray.results.storage import Storage
+from prune_ray.results.storage import Storage, open_storage
 from prune_ray.spec import SAMPLERS, SweepSpec, with_overrides
-from prune_ray.tune import search
 from prune_ray.tune.asha import GroupedASHA
 from prune_ray.tune.cluster import fit_to_local_machine
 from prune_ray.tune.run import choose_finalists
@@ -44,7 +43,7 @@ def test_every_sampler_proposes_weights_inside_the_space(sampler):
 
 def test_points_interleave_and_each_keeps_its_own_study(tmp_path):
     points = [OperatingPoint(0.5, "magnitude", 0), OperatingPoint(0.3, "magnitude", 0)]
-    journal = StudyJournal(str(tmp_path), "s")
+    journal = StudyJournal(open_storage(str(tmp_path)), "s")
     searcher = GroupedSearcher(points, 3, {"magnitude": shape_space(3, 0.05)}, "tpe", journal=journal)
     configs = [searcher.suggest(f"t{i}") for i in range(6)]
     assert [c["trial"].point.budget for c in configs] == [0.5, 0.3, 0.5, 0.3, 0.5, 0.3]  # every budget early
@@ -70,7 +69,7 @@ def test_a_restored_searcher_continues_its_studies_and_fails_orphans(tmp_path):
     """--resume: Tune restores the searcher from its checkpoint; the studies continue from the
     journal, and a trial proposed after the checkpoint (lost with the driver) becomes FAIL."""
     points = [OperatingPoint(0.5, "l1_filter", 0)]
-    searcher = GroupedSearcher(points, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(str(tmp_path), "s"))
+    searcher = GroupedSearcher(points, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(open_storage(str(tmp_path)), "s"))
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
     searcher.suggest("b")
@@ -135,17 +134,16 @@ def test_operating_points_cross_budgets_methods_steps_and_seeds():
     assert {(p.budget, p.ratio) for p in fixed} == {(None, 0.3), (None, 0.6)}
 
 
-def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_on_resume(tmp_path, monkeypatch):
+def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_on_resume(tmp_path):
     """s3:// and gs:// take no appends: Optuna appends to a local copy, which every Tune checkpoint
     of the searcher uploads. The bucket here is a directory behind a pyarrow SubTreeFileSystem,
     which, like S3, is not a LocalFileSystem."""
     bucket = tmp_path / "bucket"
     (bucket / "prefix").mkdir(parents=True)
     remote = Storage(fs=pafs.SubTreeFileSystem(str(bucket), pafs.LocalFileSystem()), root="prefix", uri="s3://bucket/prefix")
-    monkeypatch.setattr(search, "open_storage", lambda uri: remote)
     uploaded = bucket / "prefix" / "s" / "optuna.journal"
     searcher = GroupedSearcher([OperatingPoint(0.5, "l1_filter", 0)], 2, {"l1_filter": shape_space(2, 0.05)}, "tpe",
-                               journal=StudyJournal("s3://bucket/prefix", "s"))
+                               journal=StudyJournal(remote, "s"))
     searcher.suggest("a")
     searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
     assert not uploaded.exists()  # nothing is appended to the bucket itself
@@ -209,16 +207,16 @@ def test_a_searched_study_starts_at_the_prior_and_cmaes_is_centred_there(tmp_pat
 
 
 def test_the_final_stage_takes_the_best_screened_and_always_the_prior():
-    """keep_best per operating point by screen score; the prior (trial 0) joins when it ranked
+    """finalists per operating point by screen score; the prior (trial 0) joins when it ranked
     lower, so a two-stage search never ends below its prior."""
     def screened(budget, index, score, first=False):
         return score, TrialConfig(OperatingPoint(budget, "magnitude", 0), Proposal({"t000": index / 10}, first=first), "screen")
 
     pairs = [screened(0.05, 0, 0.5, first=True), screened(0.05, 1, 0.9), screened(0.05, 2, 0.7), screened(0.05, 3, 0.8),
              screened(0.02, 0, 0.6, first=True), screened(0.02, 1, 0.4), screened(0.02, 2, 0.3)]
-    finalists = choose_finalists(pairs, keep_best=2)
+    finalists = choose_finalists(pairs, finalists=2)
     picked = [(c.point.budget, c.proposal.values["t000"], c.proposal.first) for c in finalists]
     assert picked == [(0.05, 0.1, False), (0.05, 0.3, False), (0.05, 0.0, True),  # best two, then the prior
                       (0.02, 0.0, True), (0.02, 0.1, False)]  # the prior among the best: not twice
     assert {c.stage for c in finalists} == {"final"}
-    assert len(choose_finalists(pairs, keep_best=1)) == 3  # 0.05: its best and the prior; 0.02: the prior
+    assert len(choose_finalists(pairs, finalists=1)) == 3  # 0.05: its best and the prior; 0.02: the prior

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from prune_ray.prune import Calibration, get_method
-from prune_ray.plan.sensitivity import cached_scan, keep_from_scan, plot, scan
+from prune_ray.plan.sensitivity import cached_scan, densities_from_scan, plot, scan
 from prune_ray.results.storage import open_storage
 from prune_ray.train import evaluate
 
@@ -25,10 +25,10 @@ def test_kept_fractions_follow_how_far_each_layer_can_be_pruned():
          ("c", 0.0, 0.9), ("c", 0.5, 0.1), ("c", 0.9, 0.1)],
         columns=["layer", "ratio", "top1"],
     )
-    keep = keep_from_scan(frame, max_ratio=0.95)
+    keep = densities_from_scan(frame, max_ratio=0.95)
     assert keep == {"a": 0.5, "b": 1.0, "c": 1.0}  # b and c lose accuracy at the first step: keep them whole
     every_ratio_fine = pd.DataFrame([("d", 0.0, 0.9), ("d", 0.99, 0.9)], columns=["layer", "ratio", "top1"])
-    assert keep_from_scan(every_ratio_fine, max_ratio=0.95) == {"d": pytest.approx(0.05)}  # never below 1 - max_ratio
+    assert densities_from_scan(every_ratio_fine, max_ratio=0.95) == {"d": pytest.approx(0.05)}  # never below 1 - max_ratio
 
 
 def test_scan_is_cached_in_the_storage_and_plotted(tmp_path, cnn, digits):

@@ -6,7 +6,7 @@ import yaml
 from fixtures import cli_cases, run_sweep_command
 
 from prune_ray.smoke import smoke_twin
-from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, validate, with_overrides
+from prune_ray.spec import SpecError, SweepSpec, from_mapping, load_spec, spec_from_yaml, validate, with_overrides
 from prune_ray.train import TrainRecipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,3 +175,12 @@ def test_smoke_twins_shrink_recipes_to_a_cpu_minute():
     netadapt = smoke_twin(load_spec(os.path.join(root, "netadapt_resnet20.yaml")))
     assert netadapt.netadapt.step_fraction == 0.25 and netadapt.netadapt.short_epochs == 0
     assert netadapt.search.num_samples == 1 and netadapt.resources.cpu == 1.0
+
+
+def test_a_renamed_spec_key_still_loads_with_a_one_line_deprecation_notice(capsys):
+    spec = spec_from_yaml("search: {screen_epochs: 1, keep_best: 1}\n", "old.yaml")
+    assert spec.search.finalists == 1
+    notice = capsys.readouterr().err
+    assert notice.count("\n") == 1 and "old.yaml: search.keep_best is deprecated" in notice and "search.finalists" in notice
+    with pytest.raises(SpecError, match="give only search.finalists"):
+        spec_from_yaml("search: {keep_best: 1, finalists: 2}\n", "both.yaml")

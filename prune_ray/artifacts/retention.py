@@ -35,10 +35,10 @@ def saved_trials(storage: Storage, sweep: str) -> list[str]:
 def delete_unkept_models(storage: Storage, sweep: str) -> tuple[int, int]:
     """Delete the models 'best' does not keep (a failed save's leftovers too) and null their rows'
     model_uri; returns (kept, deleted)."""
-    keep = kept_trials(read_results(storage, sweep))
+    kept_ids = kept_trials(read_results(storage, sweep))
     deleted = 0
     for trial_id in saved_trials(storage, sweep):
-        if trial_id in keep:
+        if trial_id in kept_ids:
             continue
         storage.fs.delete_dir(storage.path(sweep, MODELS_DIR, trial_id))
         deleted += 1

@@ -16,7 +16,7 @@ entry branches on a schedule's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -26,8 +26,7 @@ from ..registry import Registry
 from .budget import ResourceFn, measured_resource_fn
 from .latency import LatencyTable
 
-if TYPE_CHECKING:  # annotations only: spec.py imports this package
-    from ..spec import SweepSpec
+from ..spec_types import PlanOptions, SweepSpec
 
 TAKES = ("budget", "ratios")
 
@@ -55,20 +54,6 @@ class Dimension:
 
 
 @dataclass(frozen=True)
-class PlanOptions:
-    """The spec's planning options (spec.search), as the schedules read them."""
-
-    prior: str = "auto"  # searched: the one-shot allocation it searches around (auto: per granularity)
-    log_range: float = 1.0  # searched: each layer's log-multiplier theta_i lies in [-log_range, log_range]
-    min_shape_weight: float = 0.05  # conv_fc: shape weights lie in [min_shape_weight, 1]
-
-    @classmethod
-    def of(cls, spec: SweepSpec) -> PlanOptions:
-        search = spec.search
-        return cls(search.prior, search.log_range, search.min_shape_weight)
-
-
-@dataclass(frozen=True)
 class Subject:
     """What a plan is made for; these travel together through planning and pruning."""
 
@@ -77,7 +62,7 @@ class Subject:
     layers: list[Layer]  # method.layers(model, example)
     example: torch.Tensor  # one input example: traced by torch-pruning, counted for MACs
     metric: str  # the budgeted resource: "params" (nonzero), "macs" or "latency" (ms, predicted by `table`)
-    baseline_resource: float  # that resource of `model`
+    baseline_resource: float | None  # that resource of `model` (None: not known before the trial, a latency probed in preflight)
     round_to: int = 1  # every layer keeps a multiple of this many units, or all (prune.round_to)
     table: LatencyTable | None = None  # metric "latency": the model's latency lookup table
 
@@ -139,7 +124,8 @@ class Schedule:
     fit_extra: Callable[[SweepSpec, int], SweepSpec] = _unchanged
 
     @property
-    def searched(self) -> bool:
+    def has_search_space(self) -> bool:
+        """A search proposes values for this schedule (the schedule `searched`, conv_fc, ...)."""
         return self.space is not None
 
 

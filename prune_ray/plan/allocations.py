@@ -8,7 +8,7 @@ comparable per-unit score (`global`, `lamp`), or densities from the layers' shap
   Every layer's largest unit scores 1, so no layer is emptied. For channels the same normalisation
   of the filters' L1 norms (a LAMP-style channel score).
 - erk (Evci et al. 2020): Erdős–Rényi-Kernel densities, each layer's proportional to the sum of its
-  weight's dimensions over their product, scaled to the budget (plan.keep); weights only.
+  weight's dimensions over their product, scaled to the budget (plan.densities); weights only.
 
 Each threshold is chosen by bisection on the measured resource of pruned copies, then single units
 are given back, so every allocation meets the budget as exactly as the others.
@@ -25,10 +25,10 @@ from ..prune import Layer, PruningMethod
 from ..prune.unstructured import is_pooled
 from . import PlanOptions, Proposal, Schedule, Subject, register_schedule
 from .budget import project_threshold
-from .keep import erk_keep, project_keep
+from .densities import erk_densities, project_densities
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 
 def unit_scores(model: nn.Module, method: PruningMethod, layers: list[Layer], schedule: str = "global") -> dict[str, torch.Tensor]:
@@ -78,9 +78,9 @@ def _check_scores(schedule: str):
 
 
 def _erk(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
-    keep = erk_keep(subject.model, subject.layers)
-    return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
-                        max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
+    densities = erk_densities(subject.model, subject.layers)
+    return project_densities(subject.layers, densities, subject.resource_fn(), budget * subject.baseline_resource,
+                             max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
 
 def _check_erk(spec: SweepSpec, subject: Subject) -> None:

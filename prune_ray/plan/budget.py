@@ -148,9 +148,33 @@ def largest_fitting(plan_at: Callable[[float], dict[str, int]], fitting: float, 
     return plan_at(fitting)
 
 
-def finish(layers: list[Layer], removed: dict[str, int], resource_of: ResourceFn, target: float, tolerance: float,
-           round_to: int = 1) -> Projection:
-    """Give single units (or steps of round_to) back (give_back) and report the projection."""
+def project_between(
+    layers: list[Layer],
+    plan_at: Callable,
+    most: float,
+    least: float,
+    resource_of: ResourceFn,
+    target: float,
+    *,
+    max_ratio: float,
+    tolerance: float,
+    round_to: int,
+    discrete: bool = False,
+    most_plan: Mapping[str, int] | None = None,
+) -> Projection:
+    """The one skeleton of every projection onto a budget, along a monotone position (a scale, or
+    an index into sorted scores) whose plans `plan_at` run from `most` pruned to `least`: the budget
+    must be reachable at `most` (its plan, or `most_plan` when given; BudgetUnreachableError if
+    not); the plan at `least` when it fits, else the fitting plan nearest `least` (bisection:
+    `largest_fitting` on a continuous position, `_boundary` on a discrete one); then single units
+    (or steps of round_to) given back (give_back)."""
+    _check_reachable(resource_of(plan_at(most) if most_plan is None else most_plan), target, max_ratio)
+    if resource_of(plan_at(least)) <= target:
+        removed = plan_at(least)
+    elif discrete:
+        removed = plan_at(_boundary(most, least, lambda position: resource_of(plan_at(position)) <= target))
+    else:
+        removed = largest_fitting(plan_at, most, least, resource_of, target, tolerance)
     removed, achieved = give_back(layers, removed, resource_of(removed), target, resource_of, tolerance, round_to=round_to)
     units = {layer.name: layer.units for layer in layers}
     return Projection(removed, {name: count / units[name] for name, count in removed.items()}, achieved, target)
@@ -173,10 +197,8 @@ def project(
     def plan_at(scale: float) -> dict[str, int]:
         return plan(layers, weights, scale, max_ratio, round_to)
 
-    _check_reachable(resource_of(plan_at(most)), target, max_ratio)
-    removed = plan_at(0.0) if resource_of(plan_at(0.0)) <= target else largest_fitting(
-        plan_at, most, 0.0, resource_of, target, tolerance)
-    return finish(layers, removed, resource_of, target, tolerance, round_to)
+    return project_between(layers, plan_at, most, 0.0, resource_of, target, max_ratio=max_ratio, tolerance=tolerance,
+                           round_to=round_to)
 
 
 def give_back(
@@ -254,8 +276,6 @@ def project_threshold(
         removed = {name: min(caps[name], int(torch.searchsorted(values, threshold))) for name, values in ordered.items()}
         return rounded(layers, removed, round_to)
 
-    _check_reachable(resource_of(plan_at(len(merged))), target, max_ratio)
-    fits = lambda position: resource_of(plan_at(position)) <= target  # noqa: E731
-    removed = plan_at(0) if fits(0) else plan_at(_boundary(len(merged), 0, fits))
-    return finish(layers, removed, resource_of, target, tolerance, round_to)
+    return project_between(layers, plan_at, len(merged), 0, resource_of, target, max_ratio=max_ratio,
+                           tolerance=tolerance, round_to=round_to, discrete=True)
 

@@ -27,7 +27,7 @@ from .budget import (
 from .latency import LatencyTable
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 
 @dataclass(frozen=True)

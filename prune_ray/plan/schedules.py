@@ -5,7 +5,7 @@
 - conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
   layers (the per-layer-type rates of the thesis source document), projected onto the budget.
 - sensitivity: per-layer kept fractions from a sensitivity scan (plan.sensitivity), scaled in log
-  space to the budget (plan.keep); no search.
+  space to the budget (plan.densities); no search.
 
 (global, lamp and erk look at the weights: plan.allocations; searched: plan.searched; netadapt,
 the greedy schedule: plan.netadapt.)
@@ -20,10 +20,10 @@ import torch.nn as nn
 from ..prune import Layer, ratios_to_counts
 from . import Dimension, PlanOptions, Proposal, Schedule, Subject, register_schedule
 from .budget import project, rounded
-from .keep import project_keep
+from .densities import project_densities
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 
 def shape_key(index: int) -> str:
@@ -77,9 +77,9 @@ def _check_fixed(spec: SweepSpec, subject: Subject) -> None:
 
 def _sensitivity(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
     """The scan's kept fractions (the proposal's values, one per layer) scaled to the budget."""
-    keep = {layer.name: float(proposal.values.get(shape_key(i), 1.0)) for i, layer in enumerate(subject.layers)}
-    return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
-                        max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
+    densities = {layer.name: float(proposal.values.get(shape_key(i), 1.0)) for i, layer in enumerate(subject.layers)}
+    return project_densities(subject.layers, densities, subject.resource_fn(), budget * subject.baseline_resource,
+                             max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
 
 def _always(spec: SweepSpec) -> bool:

@@ -2,7 +2,7 @@
 
 Per layer, kept fraction = the prior's kept fraction x exp(theta_i), theta_i in
 [-search.log_range, search.log_range], projected onto the budget by one monotone scale in log space
-with each layer clamped to [its minimum keep, 1] (plan.keep). The prior is `search.prior` (auto:
+with each layer clamped to [its minimum density, 1] (plan.densities). The prior is `search.prior` (auto:
 the strongest one-shot allocation for the method's granularity, as measured by
 benchmarks/search_quality.py). Trial 0 of every study is theta = 0, the prior itself, so a search
 never reports less than its prior on validation.
@@ -14,10 +14,10 @@ import math
 from typing import TYPE_CHECKING
 
 from . import Dimension, PlanOptions, Proposal, Schedule, Subject, get_schedule, register_schedule
-from .keep import keep_of, project_keep
+from .densities import densities_of, project_densities
 
 if TYPE_CHECKING:
-    from ..spec import SweepSpec
+    from ..spec_types import SweepSpec
 
 # search.prior: auto -> per granularity (benchmarks/search_quality.py decides)
 AUTO_PRIOR = {"unstructured": "lamp", "structured": "global", "lowrank": "uniform"}
@@ -44,19 +44,19 @@ def _plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOpti
     thetas = [float(proposal.values.get(theta_key(i), 0.0)) for i in range(len(subject.layers))]
     if all(theta == 0.0 for theta in thetas):
         return prior_removed  # the prior itself, exactly
-    prior_keep = keep_of(subject.layers, prior_removed)
+    prior_densities = densities_of(subject.layers, prior_removed)
     # a layer the prior emptied to its cap keeps 1 - max_ratio > 0: the log scale stays finite
-    keep = {layer.name: max(prior_keep[layer.name], 1 - subject.method.max_ratio) * math.exp(theta)
-            for layer, theta in zip(subject.layers, thetas)}
-    return project_keep(subject.layers, keep, subject.resource_fn(), budget * subject.baseline_resource,
-                        max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
+    densities = {layer.name: max(prior_densities[layer.name], 1 - subject.method.max_ratio) * math.exp(theta)
+                 for layer, theta in zip(subject.layers, thetas)}
+    return project_densities(subject.layers, densities, subject.resource_fn(), budget * subject.baseline_resource,
+                             max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
 
 
 def _check(spec: SweepSpec, subject: Subject) -> None:
-    options = PlanOptions.of(spec)
+    options = spec.search
     name = prior_name(options, subject.method.granularity)
     prior = get_schedule(name)
-    if prior.takes != "budget" or prior.plan is None or prior.searched:
+    if prior.takes != "budget" or prior.plan is None or prior.has_search_space:
         raise ValueError(f"search.prior {name!r} is no one-shot budgeted allocation; allowed: {', '.join(PRIORS)}")
     try:
         prior.check(spec, subject)

@@ -54,10 +54,10 @@ def cached_scan(storage: Storage, key: str, model, method, data, calibration, ra
     return frame
 
 
-def keep_from_scan(frame: pd.DataFrame, max_ratio: float, tolerated_drop: float = TOLERATED_DROP) -> dict[str, float]:
+def densities_from_scan(frame: pd.DataFrame, max_ratio: float, tolerated_drop: float = TOLERATED_DROP) -> dict[str, float]:
     """Per layer, the kept fraction it tolerates alone: 1 minus the largest scanned ratio whose
     accuracy stays within `tolerated_drop` of the baseline (at least 1 - max_ratio). The
-    sensitivity schedule scales these to the budget in log space (plan.keep): a layer that took a
+    sensitivity schedule scales these to the budget in log space (plan.densities): a layer that took a
     ratio of 0.9 alone keeps 0.1 / 0.9 of what a layer that took only 0.1 keeps."""
     keep = {}
     for layer, rows in frame.groupby("layer", sort=False):

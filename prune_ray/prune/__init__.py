@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 import torch
 import torch.nn as nn
 
+from ..budget_metrics import auto_metric
 from ..registry import Registry
 
 GRANULARITIES = ("unstructured", "structured", "lowrank")
@@ -62,8 +63,8 @@ class PruningMethod:
 
     @property
     def default_metric(self) -> str:
-        """Structured and low-rank pruning save compute; masks only save (sparse) storage."""
-        return "params" if self.granularity == "unstructured" else "macs"
+        """The budget metric `auto` means for this method (`auto_metric` of its granularity)."""
+        return auto_metric(self.granularity)
 
 
 _METHODS: Registry[PruningMethod] = Registry("pruning method")

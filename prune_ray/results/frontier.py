@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+from typing import Any, Mapping
+
 import numpy as np
 import pandas as pd
+
+from ..budget_metrics import KEPT_COLUMNS, auto_metric
 
 # What makes two trials the same operating point. budget and ratio are both keys: a budgeted row has
 # ratio null and a fixed-ratio row has budget null, so together they mean "budget, else ratio".
@@ -35,7 +40,7 @@ STRING_COLUMNS = (
 )
 NUMBER_COLUMNS = (
     "seed", "budget", "ratio", "prune_steps", "top1", "test_top1", "top1_pruned", "baseline_top1", "baseline_test_top1",
-    "params_keep", "macs_keep", "conv_threshold", "fc_threshold", "finetune_epochs", "time_prune_s",
+    "params_keep", "macs_keep", "latency_keep", "conv_threshold", "fc_threshold", "finetune_epochs", "time_prune_s",
     "time_finetune_s", "time_eval_s", "quantize_bits_conv", "quantize_bits_fc", "top1_quantized", "bytes_encoded",
     "file_bytes", "compression_ratio_total", "baseline_params", "time_quantize_s",
 )
@@ -108,11 +113,33 @@ def point_detail(results: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
     return detail
 
 
-def resource_keep(rows: pd.DataFrame) -> pd.Series:
-    """Kept fraction of the resource each row was budgeted on: macs_keep for MAC budgets, params_keep
-    otherwise. Rows without a metric (fixed ratios) follow the "auto" rule: structured -> MACs."""
-    on_macs = rows["budget_metric"].eq("macs") | (rows["budget_metric"].isna() & rows["granularity"].eq("structured"))
-    return rows["macs_keep"].where(on_macs, rows["params_keep"])
+def resource_keep(rows: pd.DataFrame, lowest_supported: bool = False) -> pd.Series:
+    """The kept fraction of the resource each row was budgeted on: params_keep, macs_keep or
+    latency_keep by its budget_metric. Rows without a metric (written before the column) follow the
+    `auto` rule of the method registry (prune.auto_metric of their granularity). The one rule behind
+    the trial's budget check, Tune's report, the pick order, the frontier and model retention.
+
+    lowest_supported: a latency row's lowest kept fraction its paired timing supports (1 /
+    speedup_high, the end of the interval the trial's budget check accepts) instead of its median
+    (latency_keep); counted resources are exact either way. A missing value is NaN."""
+    granularity = rows["granularity"] if "granularity" in rows else pd.Series(None, index=rows.index, dtype=object)
+    stated = rows["budget_metric"] if "budget_metric" in rows else pd.Series(None, index=rows.index, dtype=object)
+    metric = stated.where(stated.notna(), granularity.map(auto_metric, na_action="ignore"))
+    kept = pd.Series(np.nan, index=rows.index, dtype="float64")
+    for name, column in KEPT_COLUMNS.items():
+        if name == "latency" and lowest_supported:
+            values = 1 / rows["speedup_high"].astype("float64") if "speedup_high" in rows else np.nan
+        else:
+            values = rows[column].astype("float64") if column in rows else np.nan
+        kept = kept.where(~metric.eq(name), values)
+    return kept
+
+
+def row_resource_keep(row: Mapping[str, Any], lowest_supported: bool = False) -> float | None:
+    """`resource_keep` of one trial's row (a dict); None where it has no value (a failed trial)."""
+    value = float(resource_keep(pd.DataFrame([{key: row.get(key) for key in (
+        "budget_metric", "granularity", "speedup_high", *KEPT_COLUMNS.values())}]), lowest_supported).iloc[0])
+    return None if math.isnan(value) else value
 
 
 def in_pick_order(rows: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
+from ..spec import finetune_epochs
 from .search import METRIC, MODE
 
 
@@ -25,8 +26,7 @@ class GroupedASHA(FIFOScheduler):
         self._by_point: dict[str, AsyncHyperBandScheduler] = {}
 
     def last_epoch(self, trial) -> int:
-        steps = trial.config["trial"].point.prune_steps
-        return self._stage_epochs * (steps if self._per_prune_step else 1)
+        return finetune_epochs(self._stage_epochs, trial.config["trial"].point.prune_steps, self._per_prune_step)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         return metric in (None, METRIC) and mode in (None, MODE)

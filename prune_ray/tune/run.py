@@ -8,21 +8,20 @@ import time
 from ..artifacts.retention import MODELS_DIR, delete_unkept_models
 from ..plan import get_schedule
 from ..plan.schedules import shape_key
-from ..plan.sensitivity import cached_scan, keep_from_scan, plot
+from ..plan.sensitivity import cached_scan, densities_from_scan, plot
 from ..points import TrialConfig, operating_points
 from ..prune import get_method
 from ..results.parquet import read_results
-from ..results.storage import open_storage
+from ..results.storage import Storage, open_storage
 from ..results.summary import settle_unfinished, summarize
-from ..spec import SweepSpec, spec_to_yaml, stage_epochs
+from ..spec import SAVED_SPEC, SweepSpec, spec_to_yaml, stage_epochs
 from ..trial import TrialContext, git_sha
 from ..trial_setup import calibration_of, obtain_baseline, trial_data
 from .cluster import check_storage_shared, fit_to_local_machine, start_ray
 from .console import Console, header
-from .sweep import SAVED_SPEC
 
 
-def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
+def prepare_baselines(spec: SweepSpec, storage: Storage, seeds: list[int]) -> dict[int, float]:
     """Train (or find) each distinct baseline once, as parallel Ray tasks, before any trial runs,
     so trials never race to train the same one. Returns the seconds spent training per seed."""
     import ray
@@ -30,7 +29,7 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
     @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
     def prepare(seed: int) -> tuple[str, float, bool, float]:
         data = trial_data(spec)
-        baseline = obtain_baseline(spec, data, seed)
+        baseline = obtain_baseline(spec, data, seed, storage)
         return baseline.key, baseline.top1, baseline.trained_now, baseline.train_seconds
 
     seconds = {}
@@ -41,7 +40,7 @@ def prepare_baselines(spec: SweepSpec, seeds: list[int]) -> dict[int, float]:
     return seconds
 
 
-def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
+def scan_proposals(spec: SweepSpec, storage: Storage, sweep: str) -> dict[str, dict[str, float]]:
     """Per method, the proposal values (per-layer kept fractions) of a sensitivity scan of the first seed's
     baseline (one Ray task per method, cached in the storage); the scan's plot goes to
     <sweep>/sensitivity-<method>.png."""
@@ -51,39 +50,39 @@ def scan_proposals(spec: SweepSpec, sweep: str) -> dict[str, dict[str, float]]:
     def scan_method(name: str) -> dict[str, float]:
         import tempfile
 
-        method, storage = get_method(name), open_storage(spec.storage)
+        method = get_method(name)
         data = trial_data(spec)
-        baseline = obtain_baseline(spec, data, spec.seeds[0])
+        baseline = obtain_baseline(spec, data, spec.seeds[0], storage)
         calibration = calibration_of(data)
         frame = cached_scan(storage, baseline.key, baseline.model, method, data, calibration)
         with tempfile.TemporaryDirectory() as scratch:
             plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
             with open(f"{scratch}/plot.png", "rb") as handle:
                 storage.write_bytes_atomic(storage.path(sweep, f"sensitivity-{name}.png"), handle.read())
-        keep = keep_from_scan(frame, method.max_ratio)
+        densities = densities_from_scan(frame, method.max_ratio)
         layers = method.layers(baseline.model, data.example_inputs(1))
-        return {shape_key(i): keep[layer.name] for i, layer in enumerate(layers)}
+        return {shape_key(i): densities[layer.name] for i, layer in enumerate(layers)}
 
     values = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
-    print(f"[prune-ray] sensitivity scans: {open_storage(spec.storage).uri_of(sweep)}/sensitivity-*.png", flush=True)
+    print(f"[prune-ray] sensitivity scans: {storage.uri_of(sweep)}/sensitivity-*.png", flush=True)
     return values
 
 
-def choose_finalists(screened: list[tuple[float, TrialConfig]], keep_best: int) -> list[TrialConfig]:
-    """Per operating point, its `keep_best` best (score, config) pairs by score, then its first
+def choose_finalists(screened: list[tuple[float, TrialConfig]], finalists: int) -> list[TrialConfig]:
+    """Per operating point, its `finalists` best (score, config) pairs by score, then its first
     proposal (the prior) if it ranked lower; as final-stage configs, in the screen's order."""
     by_point: dict[str, list[tuple[float, TrialConfig]]] = {}
     for score, config in screened:
         by_point.setdefault(config.group_key, []).append((score, config))
-    finalists = []
+    chosen = []
     for pairs in by_point.values():
         ranked = [config for _, config in sorted(pairs, key=lambda pair: -pair[0])]
-        finalists += ranked[:keep_best] + [config for config in ranked[keep_best:] if config.proposal.first]
-    return [config.in_stage("final") for config in finalists]
+        chosen += ranked[:finalists] + [config for config in ranked[finalists:] if config.proposal.first]
+    return [config.in_stage("final") for config in chosen]
 
 
 def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool) -> None:
-    """Second stage of a two-stage search: the best `keep_best` screened proposals of every
+    """Second stage of a two-stage search: the best `finalists` screened proposals of every
     operating point (from the first stage's Tune results), and the study's first proposal (the
     prior) when it is not among them, fine-tuned for the full finetune.epochs; their rows are stage
     'final'. Carrying the prior means a search never reports less than its prior on validation."""
@@ -92,7 +91,7 @@ def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resum
     finalists = choose_finalists(
         [(result.metrics["top1"], result.config["trial"]) for result in screened
          if result.error is None and (result.metrics or {}).get("status") == "ok"],
-        spec.search.keep_best)
+        spec.search.finalists)
     print(f"[prune-ray] final stage: {len(finalists)} screened proposals fine-tuned for {spec.finetune.epochs} epochs",
           flush=True)
     final_dir = storage.uri_of(sweep, "tune-final")
@@ -120,7 +119,7 @@ def _run_config(spec: SweepSpec, storage, sweep: str, name: str, total: int):
     )
 
 
-def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] | None, resume: bool):
+def first_stage(spec: SweepSpec, storage: Storage, sweep: str, trainable, spaces: dict[str, dict] | None, resume: bool):
     """The (first) stage's Tuner: restored on --resume (Tune restores its searcher and scheduler),
     otherwise one GroupedSearcher over every operating point."""
     from ray import tune
@@ -128,7 +127,6 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
     from .asha import GroupedASHA
     from .search import GroupedSearcher, StudyJournal
 
-    storage = open_storage(spec.storage)
     tune_dir = storage.uri_of(sweep, "tune")
     if resume and tune.Tuner.can_restore(tune_dir):
         print(f"[prune-ray] resuming {tune_dir}: finished trials are kept, unfinished ones rerun", flush=True)
@@ -137,13 +135,14 @@ def first_stage(spec: SweepSpec, sweep: str, trainable, spaces: dict[str, dict] 
         print(f"[prune-ray] {tune_dir} holds no Tune state yet: starting the sweep from the beginning", flush=True)
     searcher = GroupedSearcher(
         operating_points(spec), spec.search.num_samples, spaces, spec.search.sampler,
-        given=scan_proposals(spec, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
-        stage="screen" if spec.search.two_stage else "single",
-        journal=StudyJournal(spec.storage, sweep), keep_range=tuple(spec.search.keep_range),
+        given=scan_proposals(spec, storage, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
+        stage=spec.search.first_stage,
+        journal=StudyJournal(storage, sweep), keep_range=tuple(spec.search.keep_range),
     )
     scheduler = None
     if spec.search.early_stopping == "asha":
-        scheduler = GroupedASHA(stage_epochs(spec, 1), spec.search.grace_epochs, per_prune_step=spec.iterative == "cycles")
+        scheduler = GroupedASHA(stage_epochs(spec, spec.search.first_stage), spec.search.grace_epochs,
+                                per_prune_step=spec.iterative == "cycles")
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=searcher.total,
@@ -170,9 +169,9 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
     if not resume:
         storage.write_bytes_atomic(storage.path(sweep, SAVED_SPEC), spec_to_yaml(spec).encode())
     seeds = sorted({point.seed for point in operating_points(spec)})
-    context = TrialContext(spec, sweep, prepare_baselines(spec, seeds), git_sha())
+    context = TrialContext(spec, sweep, prepare_baselines(spec, storage, seeds), git_sha(), storage)
     trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
-    screened = first_stage(spec, sweep, trainable, spaces, resume).fit()
+    screened = first_stage(spec, storage, sweep, trainable, spaces, resume).fit()
     settle_unfinished(storage, sweep, screened)
     if spec.search.two_stage:
         final_stage(spec, storage, sweep, trainable, screened, resume)

@@ -28,9 +28,8 @@ from ray.tune.search import Searcher
 
 from ..plan import Dimension
 from ..points import OperatingPoint, Proposal, TrialConfig
-from ..results.storage import open_storage
+from ..results.storage import Storage
 from ..spec import SweepSpec
-from ..trial_setup import preflight
 
 # (seed, trials per point, the point's space) -> sampler
 SamplerFactory = Callable[[int, int, Mapping[str, Dimension]], optuna.samplers.BaseSampler]
@@ -74,26 +73,19 @@ def distributions(space: Mapping[str, Dimension]) -> dict[str, optuna.distributi
     return {name: optuna.distributions.FloatDistribution(d.low, d.high) for name, d in space.items()}
 
 
-def search_spaces(spec: SweepSpec) -> dict[str, dict[str, Dimension]] | None:
-    """Per method, the space of the spec's schedule on the spec's model (None: the schedule is not
-    searched). The preflight check builds the model, so a model that cannot take the dataset, or a
-    method or schedule that cannot handle it, is a SpecError before Ray starts."""
-    return preflight(spec)
-
-
 class StudyJournal:
     """`<sweep>/optuna.journal`. On a local or shared filesystem Optuna appends to it in place; on
     an object store (no appends) Optuna appends to a local copy that `sync` uploads whenever Tune
     checkpoints the searcher, and a resumed sweep downloads it first."""
 
-    def __init__(self, storage_uri: str, sweep: str):
-        self.storage_uri, self.sweep = storage_uri, sweep
+    def __init__(self, storage: Storage, sweep: str):
+        self.storage, self.sweep = storage, sweep
         self._file: str | None = None
 
     @property
     def file(self) -> str:
         if self._file is None:
-            storage = open_storage(self.storage_uri)
+            storage = self.storage
             path = storage.path(self.sweep, JOURNAL)
             if storage.is_local:
                 storage.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -109,13 +101,13 @@ class StudyJournal:
         return JournalStorage(JournalFileBackend(self.file))
 
     def sync(self) -> None:
-        storage = open_storage(self.storage_uri)
+        storage = self.storage
         if not storage.is_local and self._file is not None:
             with open(self._file, "rb") as local:
                 storage.write_bytes_atomic(storage.path(self.sweep, JOURNAL), local.read())
 
     def __getstate__(self) -> dict:
-        return {"storage_uri": self.storage_uri, "sweep": self.sweep, "_file": None}  # a new process re-opens
+        return {"storage": self.storage, "sweep": self.sweep, "_file": None}  # a new process re-opens
 
 
 class GroupedSearcher(Searcher):

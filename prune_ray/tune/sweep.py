@@ -17,10 +17,10 @@ from ..data import DatasetFilesMissingError
 from ..models.external import absolute_model
 from ..results.storage import open_storage
 from ..smoke import smoke_twin
-from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
+from ..spec import NAME_PATTERN, SAVED_SPEC, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
+from ..trial_setup import preflight_checks, search_spaces
 
 EXIT_BAD_INPUT = 2
-SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SpecError(
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
                 )
-        from .search import search_spaces
-
-        spaces = search_spaces(spec)
+        spaces = search_spaces(spec, preflight_checks(spec))  # before Ray or Optuna is imported
     except (SpecError, DatasetFilesMissingError) as error:
         print(f"prune-ray sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

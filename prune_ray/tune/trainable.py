@@ -15,6 +15,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from ..plan import get_schedule
 from ..plan.netadapt import Candidate, CandidateOutcome, ShortTune, short_tune_candidate
 from ..prune import get_method
+from ..results.frontier import row_resource_keep
 from ..spec import SweepSpec
 from ..train import TrainRecipe
 from ..trial import Runtime, TrialContext, run_trial, search_score
@@ -77,7 +78,7 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
             "params_keep": row.get("params_keep"),
             "macs_keep": row.get("macs_keep"),
             # the budgeted resource kept: a frontier search's second objective
-            "resource_keep": row.get(f"{row['budget_metric']}_keep"),
+            "resource_keep": row_resource_keep(row),
             "status": row["status"],
             "error": row.get("error") or "",
         }

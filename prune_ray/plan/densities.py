@@ -1,12 +1,12 @@
-"""Allocations as per-layer kept fractions, and their projection onto a budget in log space.
+"""Allocations as per-layer densities (kept fractions of units), and their projection onto a budget in log space.
 
-An allocation gives each layer a kept fraction k_i. `project_keep` finds one scale c (in log
-space) so that the model pruned to keep_i(c) = clamp(k_i * exp(c), min_keep_i, 1) meets the budget
+An allocation gives each layer a kept fraction k_i. `project_densities` finds one scale c (in log
+space) so that the model pruned to d_i(c) = clamp(k_i * exp(c), min_density_i, 1) meets the budget
 on the measured resource, the largest such c (bisection: the resource rises monotonically with c),
 then gives single units back as every projection does. Used by `erk` (Erdős–Rényi-Kernel densities),
 `sensitivity` (the scan's safe kept fractions) and `searched` (a prior's kept fractions times
 exp(theta_i)): with no layer pinned at a bound the ratios between layers are kept exactly, and a
-layer can never be driven past its minimum keep.
+layer can never be driven past its minimum density.
 """
 
 from __future__ import annotations
@@ -17,28 +17,28 @@ from typing import Mapping
 import torch.nn as nn
 
 from ..prune import Layer, max_counts
-from .budget import Projection, ResourceFn, _check_reachable, finish, largest_fitting, positive_finite, rounded
+from .budget import Projection, ResourceFn, positive_finite, project_between, rounded
 
 
-def keep_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
+def densities_of(layers: list[Layer], removed: Mapping[str, int]) -> dict[str, float]:
     """Kept fraction per layer of a plan of units removed."""
     return {layer.name: 1 - removed[layer.name] / layer.units for layer in layers}
 
 
-def counts_at(layers: list[Layer], keep: Mapping[str, float], scale: float, caps: Mapping[str, int],
+def counts_at(layers: list[Layer], densities: Mapping[str, float], scale: float, caps: Mapping[str, int],
               round_to: int = 1) -> dict[str, int]:
-    """Units removed per layer when each keeps keep_i * exp(scale), at most 1 (caps: most removable),
+    """Units removed per layer when each keeps d_i * exp(scale), at most 1 (caps: most removable),
     the kept counts rounded up to multiples of round_to."""
     removed = {}
     for layer in layers:
-        kept = min(1.0, keep[layer.name] * math.exp(scale))
+        kept = min(1.0, densities[layer.name] * math.exp(scale))
         removed[layer.name] = min(caps[layer.name], max(0, math.floor((1 - kept) * layer.units + 1e-9)))
     return rounded(layers, removed, round_to)
 
 
-def project_keep(
+def project_densities(
     layers: list[Layer],
-    keep: Mapping[str, float],
+    densities: Mapping[str, float],
     resource_of: ResourceFn,
     target: float,
     *,
@@ -46,23 +46,21 @@ def project_keep(
     tolerance: float = 0.01,
     round_to: int = 1,
 ) -> Projection:
-    """The largest log-scale c whose plan keep_i * exp(c) (each layer within [1 - max_ratio, 1])
+    """The largest log-scale c whose plan d_i * exp(c) (each layer within [1 - max_ratio, 1])
     has a measured resource <= target; then single units given back (see module docstring)."""
-    positive_finite(keep, "kept fractions")
+    positive_finite(densities, "densities")
     caps = max_counts(layers, max_ratio)
-    _check_reachable(resource_of(rounded(layers, caps, round_to)), target, max_ratio)
-    at_caps = math.log((1 - max_ratio) / max(keep[layer.name] for layer in layers)) - 1e-6  # every layer at its cap
-    whole = math.log(1.0 / min(keep[layer.name] for layer in layers))  # every layer whole
+    at_caps = math.log((1 - max_ratio) / max(densities[layer.name] for layer in layers)) - 1e-6  # every layer at its cap
+    whole = math.log(1.0 / min(densities[layer.name] for layer in layers))  # every layer whole
 
     def plan_at(scale: float) -> dict[str, int]:
-        return counts_at(layers, keep, scale, caps, round_to)
+        return counts_at(layers, densities, scale, caps, round_to)
 
-    removed = plan_at(whole) if resource_of(plan_at(whole)) <= target else largest_fitting(
-        plan_at, at_caps, whole, resource_of, target, tolerance)
-    return finish(layers, removed, resource_of, target, tolerance, round_to)
+    return project_between(layers, plan_at, at_caps, whole, resource_of, target, max_ratio=max_ratio, tolerance=tolerance,
+                           round_to=round_to, most_plan=rounded(layers, caps, round_to))
 
 
-def erk_keep(model: nn.Module, layers: list[Layer]) -> dict[str, float]:
+def erk_densities(model: nn.Module, layers: list[Layer]) -> dict[str, float]:
     """Erdős–Rényi-Kernel (Evci et al. 2020): a layer's density proportional to the sum of its
     weight's dimensions over their product, so small layers (first conv, classifier) stay dense."""
     raw = {}
