@@ -46,6 +46,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
 # (section, old key) -> its name now: spec files that use the old key still load, with a notice
 RENAMED_KEYS = {("search", "keep_best"): "finalists"}
+# old values of top-level keys: the schedule `conv_fc` shared its name with the method `conv_fc`
+RENAMED_VALUES = {("schedule", "conv_fc"): "layer_type"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,16 +68,21 @@ def spec_from_yaml(text: str, where: str) -> SweepSpec:
 
 
 def renamed_keys(data: object, where: str) -> object:
-    """The spec's mapping with each old key of RENAMED_KEYS under its new name, and a one-line
-    deprecation notice on stderr per old key (both keys given: SpecError)."""
+    """The spec's mapping with each old key of RENAMED_KEYS under its new name and each old value
+    of RENAMED_VALUES replaced by its new one, and a one-line deprecation notice on stderr per old
+    name (both keys given: SpecError)."""
     for (section, old), new in RENAMED_KEYS.items():
         inner = data.get(section) if isinstance(data, dict) else None
         if not isinstance(inner, dict) or old not in inner:
             continue
         if new in inner:
             raise SpecError(f"{where}: {section}.{old} is the old name of {section}.{new}; give only {section}.{new}")
-        print(f"prune_ray: {where}: {section}.{old} is deprecated; read as {section}.{new} (rename it)", file=sys.stderr)
+        print(f"prune-ray: warning: {where}: {section}.{old} is deprecated; read as {section}.{new} (rename it)", file=sys.stderr)
         data = {**data, section: {new if key == old else key: value for key, value in inner.items()}}
+    for (key, old), new in RENAMED_VALUES.items():
+        if isinstance(data, dict) and data.get(key) == old:
+            print(f"prune-ray: warning: {where}: {key}: {old} is deprecated; read as {key}: {new} (rename it)", file=sys.stderr)
+            data = {**data, key: new}
     return data
 
 

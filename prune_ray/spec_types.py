@@ -24,7 +24,7 @@ class PlanOptions:
     # methods, global for structured, uniform for low-rank), and each layer's log-multiplier range
     prior: str = "auto"
     log_range: float = 1.0  # theta_i in [-log_range, log_range]: kept fraction x e^theta_i
-    min_shape_weight: float = 0.05  # schedule conv_fc: lower bound of its two shape weights, in (0, 1]
+    min_shape_weight: float = 0.05  # schedule layer_type: lower bound of its two shape weights, in (0, 1]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class SweepSpec:
     budget_metric: str = "auto"
     schedule: str = "searched"
     # schedule "fixed": operating points given as ratios instead of budgets, each one float (every
-    # layer) or a mapping of layer names (or "conv"/"fc" for conv_fc) to ratios
+    # layer) or a mapping of layer names (or "conv"/"fc" for the method conv_fc) to ratios
     fixed_ratios: tuple[float | dict[str, float], ...] = ()
     iterative: str = "oneshot"  # oneshot, cycles (prune/retrain, Han et al.) or agp (Zhu & Gupta)
     prune_steps: tuple[int, ...] = (1,)  # pruning steps of cycles/agp; each value is its own group

@@ -29,7 +29,7 @@ def subject_of(model, method, x, metric=None):
 
 def test_every_schedule_is_a_registry_entry_that_plans_one_way():
     names = list_schedules()
-    assert {"searched", "uniform", "conv_fc", "global", "sensitivity", "fixed", "netadapt"} <= set(names)
+    assert {"searched", "uniform", "layer_type", "global", "sensitivity", "fixed", "netadapt"} <= set(names)
     for name in names:
         entry = get_schedule(name)
         assert (entry.plan is None) != (entry.adapt is None) and entry.takes in ("budget", "ratios")
@@ -132,11 +132,11 @@ def test_global_threshold_prunes_low_magnitude_layers_hardest(cnn, digits):
     assert len({round(r, 2) for r in ratios.values()}) > 1  # not uniform
 
 
-def test_conv_fc_shares_one_ratio_per_layer_type(cnn, digits):
+def test_layer_type_shares_one_ratio_per_layer_type(cnn, digits):
     method = get_method("magnitude")
     x = digits.example_inputs(1)
     layers = method.layers(cnn, x)
-    removed = plan_removal("conv_fc", subject_of(cnn, method, x, "params"), 0.4, Proposal({"w000": 0.2, "w001": 1.0}))
+    removed = plan_removal("layer_type", subject_of(cnn, method, x, "params"), 0.4, Proposal({"w000": 0.2, "w001": 1.0}))
     ratios = {layer.name: removed[layer.name] / layer.units for layer in layers}
     conv = [r for n, r in ratios.items() if n.startswith("conv")]
     fc = [r for n, r in ratios.items() if n.startswith("fc")]

@@ -25,7 +25,7 @@ from prune_ray.tune.search import SAMPLER_FACTORIES, GroupedSearcher, StudyJourn
 
 
 def shape_space(num_layers: int, min_weight: float) -> dict[str, Dimension]:
-    """One shape weight per layer in [min_weight, 1], as conv_fc's space is built."""
+    """One shape weight per layer in [min_weight, 1], as layer_type's space is built."""
     return {shape_key(i): Dimension(min_weight, 1.0) for i in range(num_layers)}
 
 

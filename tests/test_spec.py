@@ -184,3 +184,11 @@ def test_a_renamed_spec_key_still_loads_with_a_one_line_deprecation_notice(capsy
     assert notice.count("\n") == 1 and "old.yaml: search.keep_best is deprecated" in notice and "search.finalists" in notice
     with pytest.raises(SpecError, match="give only search.finalists"):
         spec_from_yaml("search: {keep_best: 1, finalists: 2}\n", "both.yaml")
+
+
+def test_the_old_name_of_the_layer_type_schedule_still_loads_with_a_one_line_deprecation_notice(capsys):
+    """`conv_fc` named both a method and a schedule; the schedule is `layer_type` now."""
+    spec = spec_from_yaml("schedule: conv_fc\nmethods: [conv_fc]\n", "old.yaml")
+    assert spec.schedule == "layer_type" and spec.methods == ("conv_fc",)
+    notice = capsys.readouterr().err
+    assert notice.count("\n") == 1 and "old.yaml: schedule: conv_fc is deprecated; read as schedule: layer_type" in notice

@@ -125,7 +125,7 @@ class Schedule:
 
     @property
     def has_search_space(self) -> bool:
-        """A search proposes values for this schedule (the schedule `searched`, conv_fc, ...)."""
+        """A search proposes values for this schedule (the schedule `searched`, layer_type, ...)."""
         return self.space is not None
 
 

@@ -2,7 +2,7 @@
 
 - fixed: the spec's ratios as given (per layer, or one for all).
 - uniform: the same removed ratio for every layer, projected onto the budget.
-- conv_fc: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
+- layer_type: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
   layers (the per-layer-type rates of the thesis source document), projected onto the budget.
 - sensitivity: per-layer kept fractions from a sensitivity scan (plan.sensitivity), scaled in log
   space to the budget (plan.densities); no search.
@@ -59,7 +59,7 @@ def _equal_weights(subject: Subject, proposal: Proposal) -> dict[str, float]:
     return {layer.name: 1.0 for layer in subject.layers}
 
 
-def _conv_fc_space(subject: Subject, options: PlanOptions) -> dict[str, Dimension]:
+def _layer_type_space(subject: Subject, options: PlanOptions) -> dict[str, Dimension]:
     return {shape_key(i): Dimension(options.min_shape_weight, 1.0) for i in range(2)}
 
 
@@ -90,7 +90,7 @@ register_schedule(Schedule("fixed", "the spec's fixed ratios, per layer or one f
                            check=_check_fixed))
 register_schedule(Schedule("uniform", "the same removed ratio for every layer, projected onto the budget", "budget",
                            plan=_projected(_equal_weights)))
-register_schedule(Schedule("conv_fc", "one Optuna-proposed shape weight for conv layers and one for fc layers",
-                           "budget", plan=_projected(_per_kind_weights), space=_conv_fc_space))
+register_schedule(Schedule("layer_type", "one Optuna-proposed shape weight for conv layers and one for fc layers",
+                           "budget", plan=_projected(_per_kind_weights), space=_layer_type_space))
 register_schedule(Schedule("sensitivity", "per-layer kept fractions from a sensitivity scan, scaled to the budget",
                            "budget", plan=_sensitivity, uses_scan=_always))
