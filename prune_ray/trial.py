@@ -41,7 +41,7 @@ from .prune.unstructured import (
     weight_layers,
 )
 from .quantize import get_quantizer
-from .results.parquet import write_epochs, write_steps, write_trial
+from .results.parquet import model_location, write_epochs, write_steps, write_trial
 from .results.storage import open_storage
 from .spec import SweepSpec, resolved_metric
 from .train import TrainRecipe, evaluate, train
@@ -344,7 +344,7 @@ class TrialRun:
         if self.spec.artifacts.save == "none":
             return
         saved = write_model(self.storage, (self.context.sweep, "models", self.trial_id), files)
-        self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)
+        self.row.update(model_uri=model_location(self.trial_id), file_bytes=saved.file_bytes)  # relative to the sweep
 
     def run_phases(self) -> None:
         """Phases 2 to 7 in order; an exception ends the trial where it is raised (run_trial makes

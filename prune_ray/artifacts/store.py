@@ -188,10 +188,10 @@ def read_plan(uri: str) -> dict[str, Any]:
     return plan
 
 
-def load_pruned(uri: str) -> nn.Module:
-    """The pruned model saved in directory `uri` (a local path or URI, as the `model_uri` column
-    gives it), on the CPU, in eval mode. ArtifactError (one line naming the file) when a file is
-    missing, corrupt, or does not fit its plan."""
+def load_model(uri: str) -> nn.Module:
+    """The pruned model saved in directory `uri` (a local path or URI), on the CPU, in eval mode
+    (load_pruned, prune_ray.artifacts.locate, also takes a row or a trial id). ArtifactError (one
+    line naming the file) when a file is missing, corrupt, or does not fit its plan."""
     plan, storage = read_plan(uri), open_storage(uri)
     source = storage.uri_of(weights_file(plan))
     try:

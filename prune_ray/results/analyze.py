@@ -8,7 +8,6 @@ holding a copy of a cluster's results.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from typing import Sequence
@@ -17,48 +16,17 @@ import pandas as pd
 import pyarrow as pa
 
 from .frontier import usable_rows
-from .parquet import list_sweeps, read_results
+from .location import BadInput, open_results
+from .parquet import read_results
 from .plot import plot_frontiers
-from .storage import Storage, open_storage
 from .tables import FORMATS, TABLES, render
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
-class BadInput(Exception):
-    """A problem with what the user asked for; its message is the one line printed on stderr."""
-
-def _open_results(location: str, sweep: str | None) -> tuple[Storage, str | None]:
-    """Accept a storage root, one sweep's directory, or its trials/ directory (what a sweep prints)."""
-    try:
-        storage = open_storage(location)
-        exists = storage.exists(storage.root)
-    except Exception as error:  # pyarrow raises several types for malformed or unreachable URIs
-        raise BadInput(f"cannot open results {location!r}: {error}") from error
-    if not exists:
-        raise BadInput(f"results {location!r} do not exist; give the sweep's --storage root (default ./results), a sweep directory, or a URI")
-    if _name(storage) == "trials" and not list_sweeps(storage):  # the path a sweep prints at its end
-        storage = _parent(storage)
-    if storage.exists(storage.path("trials")):  # a sweep's own directory
-        if sweep not in (None, _name(storage)):
-            raise BadInput(f"--sweep {sweep!r} does not match the sweep directory {location!r}; leave --sweep out or give the results root")
-        storage, sweep = _parent(storage), _name(storage)
-    if sweep is not None and sweep not in (known := list_sweeps(storage)):
-        raise BadInput(f"sweep {sweep!r} not found in {storage.uri}; available: {', '.join(known) or 'none'}")
-    return storage, sweep
-
-
-def _name(storage: Storage) -> str:
-    return storage.root.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _parent(storage: Storage) -> Storage:
-    return dataclasses.replace(storage, root=storage.root.rstrip("/").rsplit("/", 1)[0], uri=storage.uri.rstrip("/").rsplit("/", 1)[0])
-
-
 def load_results(location: str, sweep: str | None = None, include_screen: bool = False) -> pd.DataFrame:
     """The rows of RESULTS (all sweeps, or one); BadInput when there is nothing to analyse."""
-    storage, sweep = _open_results(location, sweep)
+    storage, sweep = open_results(location, sweep)
     try:
         results = read_results(storage, sweep)
     except (OSError, pa.ArrowException) as error:  # a truncated or foreign Parquet file
