@@ -25,6 +25,7 @@ import torch
 
 from . import __version__
 from .artifacts import ModelRecipe
+from .artifacts.deployment import deployment_of
 from .artifacts.store import model_files, write_model
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
 from .models import classifier_layer
@@ -339,7 +340,8 @@ class TrialRun:
         model that cannot be saved makes the trial fail."""
         data = self.data
         recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size, dict(self.spec.model_args))
-        files = model_files(self.model, recipe, self.method.name, data.example_inputs(1), self.codes)
+        files = model_files(self.model, recipe, self.method.name, data.example_inputs(1), self.codes,
+                            deployment_of(self.spec.dataset, self.spec.model, data))
         self.row.update(bytes_encoded=files.size, compression_ratio_total=self.base.bytes_dense / files.size)
         if self.spec.artifacts.save == "none":
             return

@@ -26,6 +26,7 @@ from ..results.analyze import load_results
 from ..results.frontier import in_pick_order, usable_rows
 from ..results.location import BadInput
 from ..results.storage import open_storage
+from .deployment import Deployment
 from .locate import ModelSource, model_directory, why_no_model
 from .onnx import ONNX_ATOL, ExportError, check_onnx, export_onnx
 from .store import PLAN_FILE, ArtifactError, load_model, read_plan, weights_file
@@ -64,13 +65,24 @@ def _onnx(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) ->
     path = os.path.join(out, "model.onnx")
     generator = torch.Generator().manual_seed(CHECK_SEED)
     inputs = torch.randn([batch, *plan["input_shape"][1:]], generator=generator)
-    export_onnx(model, inputs, path)
+    deployment = Deployment.from_plan(plan.get("deployment"))
+    export_onnx(model, inputs, path, deployment.onnx_metadata() if deployment else None)
     check = check_onnx(path, model, inputs)
-    notes = [f"onnxruntime: max |difference| from PyTorch {check.max_abs_diff:.2e} on a batch of {check.batch} "
+    notes = [describe_deployment(deployment), f"onnxruntime: max |difference| from PyTorch {check.max_abs_diff:.2e} on a batch of {check.batch} "
              f"(outputs up to {check.max_abs_output:.3g}; tolerance {ONNX_ATOL:g}); latency {check.latency_ms:.3f} ms per batch (median, CPU)"]
     if plan["granularity"] == "unstructured":
         notes.append("note: unstructured model exported dense: ONNX stores every weight, the masked zeros included")
     return Export([path], notes, ok=check.max_abs_diff <= ONNX_ATOL)
+
+
+def describe_deployment(deployment: Deployment | None) -> str:
+    """One line: what the model takes and gives (the metadata_props the ONNX file carries)."""
+    if deployment is None:
+        return "metadata: none (saved before prune-ray recorded the input normalisation)"
+    classes = f" ({', '.join(deployment.class_names)})" if deployment.class_names else ""
+    return (f"metadata_props prune_ray.*: {deployment.dataset} input {list(deployment.input_shape)}, "
+            f"(pixels x {deployment.pixel_scale:.6g} - mean {list(deployment.mean)}) / std {list(deployment.std)}; "
+            f"{deployment.num_classes} classes{classes}")
 
 
 FORMATS: dict[str, Exporter] = {"safetensors": _safetensors, "onnx": _onnx}

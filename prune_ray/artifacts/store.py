@@ -28,6 +28,7 @@ from ..quantize import QuantizedTensor
 from ..quantize.encoding import EncodingError, decode_model, encode_model
 from ..results.storage import Storage, open_storage
 from .architecture import architecture_of
+from .deployment import Deployment
 from .tensors import Mask, decode, encode
 
 FORMAT, ENCODED_FORMAT = 1, 2  # plan layouts: safetensors weights; encoded quantised weights
@@ -125,12 +126,15 @@ def rebuild(plan: dict[str, Any], weights: bytes, uri: str) -> nn.Module:
 
 
 def model_files(model: nn.Module, recipe: ModelRecipe, method: str, example: torch.Tensor,
-                quantized: Mapping[str, QuantizedTensor] | None = None) -> ModelFiles:
+                quantized: Mapping[str, QuantizedTensor] | None = None, deployment: Deployment | None = None) -> ModelFiles:
     """The files that store `model` (pruned by `method` from `recipe`'s model): its weights as
     safetensors, or encoded by their codes when `quantized` names any (the codes of its quantised
     weights, prune_ray.quantize), then the plan; checked first to rebuild it (same outputs on
-    `example`), so a saved model always loads."""
+    `example`), so a saved model always loads. `deployment` (input, normalisation, classes) goes
+    into the plan as "deployment"."""
     plan = _plan(recipe, method, model, example)
+    if deployment is not None:
+        plan["deployment"] = deployment.as_plan()
     if quantized:
         name, weights = ENCODED_FILE, encode_model(model.state_dict(), quantized).data
         plan.update(format=ENCODED_FORMAT, weights=name, quantized=sorted(quantized))
@@ -200,4 +204,6 @@ def load_model(uri: str) -> nn.Module:
         raise ArtifactError(f"saved model weights {source} do not exist") from None
     if hashlib.sha256(weights).hexdigest() != plan.get("weights_sha256"):
         raise ArtifactError(f"saved model weights {source} do not match their plan (SHA-256 differs): corrupt or replaced")
-    return rebuild(plan, weights, storage.uri)
+    model = rebuild(plan, weights, storage.uri)
+    model.prune_ray_meta = Deployment.from_plan(plan.get("deployment"))  # None for plans saved without it
+    return model
