@@ -38,6 +38,7 @@ SCHEMA_VERSION = 9
 # interrupted: the sweep was stopped (SIGINT, SIGTERM) before the trial finished; --resume reruns it
 STATUSES = ("ok", "failed", "running", "stopped", "interrupted")
 MODELS_DIR = "models"  # <sweep>/models/<trial_id>/: a trial's saved model
+SAVED_SPEC = "spec.yaml"  # <sweep>/spec.yaml: the resolved spec the sweep ran (--resume reads it)
 
 KEY_COLUMNS = [("sweep", pa.string()), ("trial_id", pa.string())]  # every per-trial file's first columns
 

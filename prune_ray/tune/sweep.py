@@ -15,12 +15,12 @@ import time
 
 from ..data import DatasetFilesMissingError
 from ..models.external import absolute_model
+from ..results.parquet import SAVED_SPEC  # noqa: F401  (the resolved spec, saved in the sweep directory for --resume)
 from ..results.storage import StorageError, checked_storage
 from ..smoke import smoke_twin
 from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
 
 EXIT_BAD_INPUT = 2
-SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = resolve_spec(args)
             sweep = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-            spec = with_overrides(spec, name=args.name) if args.name else spec
+            spec = with_overrides(spec, name=args.name) if args.name and not args.smoke else spec  # a smoke run's name says so
             storage = checked_storage(spec.storage, sweep)  # a file, unwritable, a name too long: before Ray starts
             spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
             spec = absolute_paths(spec)  # and Ray's workers do not run in this directory
