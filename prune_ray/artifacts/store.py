@@ -3,6 +3,9 @@ input shape, method, what pruning changed, the weights' file and SHA-256), writt
 results storage (local, NFS, s3://) and atomically, the plan last: its presence marks a complete
 model. Loading never unpickles anything.
 
+The plan also carries what deployment needs ("deployment": input shape, the normalisation applied,
+classes; artifacts.deployment), exposed by load_pruned as the module's `prune_ray_meta`.
+
 The weights are `model.safetensors` (float, sparse where masked; plan format 1, with its mask list)
 or, for a quantised model, `model.encoded` (codes, relative indices, entropy coded:
 prune_ray.quantize.encoding; plan format 2, with the quantiser's name).
