@@ -108,5 +108,6 @@ def imagefolder(options: DataOptions) -> Dataset:
     return Dataset(
         name="imagefolder", train_x=(train_x - mean) / std, train_y=train_y, val_x=(val_x - mean) / std, val_y=val_y,
         test_x=(test_x - mean) / std, test_y=test_y, num_classes=len(splits["train"]), augment=True,
-        transform=InputTransform(1 / 255.0, tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()), tuple(sorted(splits["train"]))),
+        transform=InputTransform(1 / 255.0, tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()),
+                                 tuple(sorted(splits["train"]))),  # the statistics applied, computed ones included
     )

@@ -113,7 +113,8 @@ def _cifar(name: str, folder: str, train_files: list[str], test_file: str, label
     test_images, test_labels = read_cifar_batch(os.path.join(directory, test_file), label_key)
     return split_and_normalise(
         name, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), test_images, test_labels,
-        options, mean=mean, std=std, augment=True, pixel_scale=1 / 255.0, class_names=_class_names(os.path.join(directory, meta[0]), meta[1]),
+        options, mean=mean, std=std, augment=True, pixel_scale=1 / 255.0,
+        class_names=_class_names(os.path.join(directory, meta[0]), meta[1]),
     )
 
 
