@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pyarrow.parquet as pq
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from safetensors.torch import save_file
 
 from prune_ray.results import read_results
@@ -84,3 +87,8 @@ def test_sigint_mid_sweep_then_resume_finishes_every_trial_once(tmp_path, ray_en
     assert printed.count("[prune-ray] models:") == 1  # retention once, at the end
     kept = final[final["model_uri"].notna()]
     assert sorted(os.listdir(results / "stop" / "models")) == sorted(kept["trial_id"])
+    # the Optuna studies continued: one answer per planned trial, none left running by the interrupt
+    journal = JournalStorage(JournalFileBackend(str(results / "stop" / "optuna.journal")))
+    for name in optuna.study.get_all_study_names(storage=journal):
+        states = [t.state.name for t in optuna.load_study(study_name=name, storage=journal).trials]
+        assert states == ["COMPLETE"], (name, states)

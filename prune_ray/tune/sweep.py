@@ -15,7 +15,7 @@ import time
 
 from ..data import DatasetFilesMissingError
 from ..models.external import absolute_model
-from ..results.parquet import SAVED_SPEC  # noqa: F401  (the resolved spec, saved in the sweep directory for --resume)
+from ..results.parquet import SAVED_SPEC  # the resolved spec, saved in the sweep directory for --resume
 from ..results.storage import StorageError, checked_storage
 from ..smoke import smoke_twin
 from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
