@@ -43,7 +43,6 @@ EARLY_STOPPING = ("none", "asha")
 # point picks (best validation top-1, per seed) and a frontier search's non-dominated trials
 SAVE_POLICIES = ("best", "all", "none")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SAVED_SPEC = "spec.yaml"  # the resolved spec, saved in the sweep directory for --resume
 # (section, old key) -> its name now: spec files that use the old key still load, with a notice
 RENAMED_KEYS = {("search", "keep_best"): "finalists"}
 # old values of top-level keys: the schedule `conv_fc` shared its name with the method `conv_fc`

@@ -26,6 +26,7 @@ import torch
 
 from . import __version__
 from .artifacts import ModelRecipe
+from .artifacts.deployment import deployment_of
 from .artifacts.store import model_files, write_model
 from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
 from .data import Dataset
@@ -44,7 +45,7 @@ from .prune.unstructured import (
 )
 from .quantize import get_quantizer
 from .results.frontier import row_resource_keep
-from .results.parquet import write_epochs, write_steps, write_trial
+from .results.parquet import model_location, write_epochs, write_steps, write_trial
 from .results.storage import Storage, open_storage
 from .spec import PlanOptions, SweepSpec, finetune_epochs, resolved_metric, stage_epochs
 from .train import TrainRecipe, evaluate, train
@@ -395,12 +396,13 @@ class TrialRun:
         state = self.state
         data = state.data
         recipe = ModelRecipe(self.spec.model, data.num_classes, data.in_channels, data.image_size, dict(self.spec.model_args))
-        files = model_files(state.model, recipe, self.method.name, data.example_inputs(1), state.codes)
+        files = model_files(state.model, recipe, self.method.name, data.example_inputs(1), state.codes,
+                            deployment_of(self.spec.dataset, self.spec.model, data))
         self.row.update(bytes_encoded=files.size, compression_ratio_total=state.base.bytes_dense / files.size)
         if self.spec.artifacts.save == "none":
             return
         saved = write_model(self.storage, (self.context.sweep, "models", self.trial_id), files)
-        self.row.update(model_uri=saved.uri, file_bytes=saved.file_bytes)
+        self.row.update(model_uri=model_location(self.trial_id), file_bytes=saved.file_bytes)  # relative to the sweep
 
     def run_phases(self) -> None:
         """Phases 2 to 8 in order; an exception ends the trial where it is raised (run_trial makes

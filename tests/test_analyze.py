@@ -211,11 +211,41 @@ def test_cli_prints_the_frontier_as_csv(tmp_path, capsys):
         {"sweep": "other", "budget": 0.1, "top1": 0.5, "params_keep": 0.1},
     )
     assert main([str(tmp_path), "--sweep", "s1", "--format", "csv"]) == 0
-    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert list(table["budget"]) == [0.3] and list(table["top1_pct"]) == [95.0] and list(table["compression"]) == pytest.approx([1 / 0.3], rel=1e-5)
-    # all sweeps; the frontier now has the other sweep's 0.1 point first
+    printed = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(printed.out))
+    assert list(table["budget"]) == [0.3, 0.5] and list(table["dominated"]) == [False, True]  # flagged, not dropped
+    assert list(table["top1_pct"]) == [95.0, 92.0] and table["compression"][0] == pytest.approx(1 / 0.3, rel=1e-5)
+    assert "[prune-ray] read 1 sweep: s1 (4 rows)" in printed.err
+    # all sweeps, named on stderr; the frontier now has the other sweep's 0.1 point first
     assert main([str(tmp_path), "--format", "csv"]) == 0
-    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out))["budget"]) == [0.1, 0.3]
+    printed = capsys.readouterr()
+    assert list(pd.read_csv(io.StringIO(printed.out))["budget"]) == [0.1, 0.3, 0.5]
+    assert "[prune-ray] read 2 sweeps: other (1 rows), s1 (4 rows)" in printed.err
+
+
+def test_cli_reads_several_named_sweeps_and_leaves_smoke_runs_out_unless_asked(tmp_path, capsys):
+    write_rows(tmp_path, {"top1": 0.9}, {"sweep": "b", "budget": 0.3, "params_keep": 0.3, "top1": 0.8},
+               {"sweep": "c", "budget": 0.2, "params_keep": 0.2, "top1": 0.5}, {"sweep": "recipe-smoke", "budget": 0.1, "top1": 0.1})
+    (tmp_path / "c" / "spec.yaml").write_text("name: mnist-smoke\n")  # --smoke --name c: the spec's name says smoke
+    assert main([str(tmp_path), "--sweep", "s1", "b", "--format", "csv"]) == 0
+    printed = capsys.readouterr()
+    assert sorted(pd.read_csv(io.StringIO(printed.out))["budget"]) == [0.3, 0.5] and "read 2 sweeps: s1 (1 rows), b (1 rows)" in printed.err
+    assert main([str(tmp_path), "--format", "csv"]) == 0
+    printed = capsys.readouterr()
+    assert sorted(pd.read_csv(io.StringIO(printed.out))["budget"]) == [0.3, 0.5]
+    assert "smoke sweeps left out: c, recipe-smoke (--include-smoke reads them)" in printed.err
+    assert main([str(tmp_path), "--include-smoke", "--format", "csv"]) == 0
+    assert sorted(pd.read_csv(io.StringIO(capsys.readouterr().out))["budget"]) == [0.1, 0.2, 0.3, 0.5]
+    assert main([str(tmp_path), "--sweep", "s1", "nope"]) == 2
+    assert "sweep 'nope' not found" in capsys.readouterr().err
+
+
+def test_the_markdown_frontier_flags_dominated_points_with_a_note(tmp_path, capsys):
+    write_rows(tmp_path, {"top1": 0.9}, {"budget": 0.3, "params_keep": 0.3, "top1": 0.95})
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| dominated |" in out.splitlines()[0] and out.count("| yes |") == 1
+    assert out.strip().endswith("it is not on the frontier.")
 
 
 def test_cli_on_schema_v3_parquet_skips_screen_rows_and_uses_ratios(tmp_path, capsys):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from prune_ray import load_pruned
-from prune_ray.artifacts import ArtifactError, read_plan
+from prune_ray.artifacts import ArtifactError, model_directory, plan_of, read_plan
 from prune_ray.measure import measure
 from prune_ray.points import OperatingPoint, TrialConfig
 from prune_ray.prune import get_method, list_methods
@@ -95,9 +95,9 @@ def test_files_are_really_smaller(tmp_path):
     assert unstructured["params_keep"] <= 0.5 and structured["macs_keep"] <= 0.5
     assert unstructured["file_bytes"] <= 0.6 * dense, (unstructured["file_bytes"], dense)
     assert structured["file_bytes"] < dense, (structured["file_bytes"], dense)
-    plan = read_plan(unstructured["model_uri"])
+    plan = plan_of(unstructured, str(tmp_path))  # a row as the trial wrote it: model_uri relative to its sweep
     assert plan["masks"] and all(mask["nonzero"] > 0 for mask in plan["masks"])
-    assert read_plan(structured["model_uri"])["architecture"]["groups"]
+    assert plan_of(structured, str(tmp_path))["architecture"]["groups"]
 
 
 def test_save_none_keeps_no_model(tmp_path):
@@ -120,7 +120,7 @@ def test_a_model_that_cannot_be_saved_is_a_failed_row(tmp_path):
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     storage = tmp_path_factory.mktemp("saved")
-    return run_phases(spec_for(storage, "digits_cnn"), "l1_filter", "s").row["model_uri"]
+    return model_directory(run_phases(spec_for(storage, "digits_cnn"), "l1_filter", "s").row, str(storage))
 
 
 def _copy(uri: str, target) -> str:
@@ -239,7 +239,7 @@ def test_a_structured_model_pruned_in_cycles_reloads(store):
                    "t1", lambda _: None, Runtime())
     for phase in run.phases():
         phase()
-    loaded = load_pruned(run.row["model_uri"])
+    loaded = load_pruned(run.row, str(store))
     with torch.no_grad():
         assert torch.allclose(loaded(run.data.val_x), run.model.eval()(run.data.val_x), atol=1e-5, rtol=0)
     assert measure(loaded, run.data.val_x[:1], latency=False).macs == run.row["macs"]

@@ -3,6 +3,7 @@ safetensors file (baseline.checkpoint), the default policy keeps one model per o
 and the exported model (safetensors and ONNX) has the row's accuracy."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -54,6 +55,31 @@ def test_checkpoint_in_sweep_export_reload_same_accuracy(tmp_path, ray_env, trai
         # onnxruntime differs from PyTorch by ~1e-6: a near-tie could flip one example, no more
         assert _onnx_top1(str(out / "model.onnx"), digits) == pytest.approx(row["top1"], abs=1 / len(digits.val_y))
     capsys.readouterr()
+    _moved_and_copied_sweeps_load_their_own_models(tmp_path, kept, digits, capsys)
+
+
+def _moved_and_copied_sweeps_load_their_own_models(tmp_path, kept, digits, capsys):
+    """The sweep's directory moved: read_results, load_pruned (row or trial id) and export --pick
+    work from the new place. Copied, with a model deleted in the copy: a one-line error naming the
+    copy's missing file (the original, still there, is never read)."""
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "results", moved)
+    frame = read_results(str(moved), "rt")
+    for _, row in frame[frame["model_uri"].notna()].iterrows():
+        assert row["model_uri"].startswith(str(moved / "rt" / "models"))
+        model = load_pruned(row)
+        assert evaluate(model, digits.val_x, digits.val_y)[0] == row["top1"]
+        assert load_pruned(row["trial_id"], str(moved)).prune_ray_meta == model.prune_ray_meta
+    pick = ["--sweep", "rt", "--pick", "--method", "l1_filter", "--budget", "0.5", "--format", "safetensors"]
+    assert export([str(moved), *pick, "--out", str(tmp_path / "from-moved")]) == 0
+
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy)
+    picked = kept.loc[kept["method"] == "l1_filter", "trial_id"].iloc[0]
+    shutil.rmtree(copy / "rt" / "models" / picked)
+    assert export([str(copy), *pick, "--out", str(tmp_path / "from-copy")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(copy / "rt" / "models" / picked / "plan.json") in error[0], error
 
 
 def _onnx_top1(path: str, digits) -> float:

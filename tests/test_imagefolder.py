@@ -32,6 +32,21 @@ def test_train_only_tree_splits_test_then_val_seeded_and_normalises_by_train(tmp
     assert torch.equal(again.val_x, data.val_x)  # the same seeded split every time
 
 
+def test_the_transform_records_the_computed_statistics_and_class_names(tmp_path):
+    """mean/std null: the training split's statistics, as applied, so raw pixels become the inputs."""
+    import numpy as np
+    from PIL import Image
+
+    write_image_folder(tmp_path, splits=("train", "test"), per_class=4)
+    data = load_dataset("imagefolder", DataOptions(root=str(tmp_path), image_size=8))
+    transform = data.transform
+    assert transform.class_names == CLASSES and transform.pixel_scale == 1 / 255.0 and len(transform.mean) == 3
+    raw = np.stack([np.asarray(Image.open(tmp_path / "test" / name / f"{n}.png").convert("RGB")) for name in CLASSES
+                    for n in range(4)]).transpose(0, 3, 1, 2)  # the files' own 0..255 pixels, the loader's order
+    mean, std = (torch.tensor(values).reshape(1, -1, 1, 1) for values in (transform.mean, transform.std))
+    assert torch.allclose((torch.from_numpy(raw).float() * transform.pixel_scale - mean) / std, data.test_x, atol=1e-5)
+
+
 def test_val_and_test_folders_are_used_as_given_and_images_resized(tmp_path):
     write_image_folder(tmp_path, splits=("train", "val", "test"), per_class=4, size=12)
     options = DataOptions(root=str(tmp_path), image_size=6, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))

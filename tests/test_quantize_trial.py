@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from prune_ray import load_pruned
+from prune_ray.artifacts import model_directory
 from prune_ray.artifacts.store import ENCODED_FILE, read_plan
 from prune_ray.points import OperatingPoint, TrialConfig, operating_points
 from prune_ray.quantize import BitWidths, get_quantizer, list_quantizers
@@ -70,9 +71,9 @@ def test_the_row_holds_measured_bytes_and_ratio(spec, runs, name):
 
 
 @pytest.mark.parametrize("name", list_quantizers())
-def test_the_saved_model_reloads_to_the_trials_quantised_model(runs, name):
+def test_the_saved_model_reloads_to_the_trials_quantised_model(spec, runs, name):
     run = runs[name]
-    loaded = load_pruned(run.row["model_uri"])
+    loaded = load_pruned(run.row, spec.storage)
     x = run.data.val_x.cpu()
     with torch.no_grad():
         assert torch.equal(loaded(x), run.model.cpu().eval()(x))
@@ -88,7 +89,7 @@ def test_the_saved_model_reloads_to_the_trials_quantised_model(runs, name):
 
 def test_kmeans_codes_decode_bit_exactly_and_pruned_weights_stay_zero(spec, runs):
     run = runs["kmeans"]
-    uri = run.row["model_uri"]
+    uri = model_directory(run.row, spec.storage)
     decoded = decode_model(open(os.path.join(uri, ENCODED_FILE), "rb").read())
     assert sorted(decoded.quantized) == read_plan(uri)["quantized"]
     for key, tensor in run.codes.items():

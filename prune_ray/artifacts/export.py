@@ -22,11 +22,14 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from ..results.analyze import BadInput, load_results
+from ..results.analyze import load_results
 from ..results.frontier import in_pick_order, usable_rows
+from ..results.location import BadInput
 from ..results.storage import open_storage
+from .deployment import Deployment
+from .locate import ModelSource, model_directory, why_no_model
 from .onnx import ONNX_ATOL, ExportError, check_onnx, export_onnx
-from .store import PLAN_FILE, ArtifactError, load_pruned, read_plan, weights_file
+from .store import PLAN_FILE, ArtifactError, load_model, read_plan, weights_file
 
 EXIT_MISMATCH, EXIT_BAD_INPUT = 1, 2
 CHECK_SEED = 0
@@ -51,7 +54,7 @@ def _safetensors(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: 
         with open(path, "wb") as handle:
             handle.write(source.read_bytes(source.path(name)))
         files.append(path)
-    load_pruned(out)  # the copy loads
+    load_model(out)  # the copy loads
     masks, quantized = plan.get("masks", []), plan.get("quantized", [])
     sparse = f", {len(masks)} tensors sparse (bitmask + nonzero values)" if masks else ""
     sparse += f", {len(quantized)} tensors quantised and entropy coded" if quantized else ""
@@ -62,13 +65,24 @@ def _onnx(uri: str, model: torch.nn.Module, plan: dict, out: str, batch: int) ->
     path = os.path.join(out, "model.onnx")
     generator = torch.Generator().manual_seed(CHECK_SEED)
     inputs = torch.randn([batch, *plan["input_shape"][1:]], generator=generator)
-    export_onnx(model, inputs, path)
+    deployment = Deployment.from_plan(plan.get("deployment"))
+    export_onnx(model, inputs, path, deployment.onnx_metadata() if deployment else None)
     check = check_onnx(path, model, inputs)
-    notes = [f"onnxruntime: max |difference| from PyTorch {check.max_abs_diff:.2e} on a batch of {check.batch} "
+    notes = [describe_deployment(deployment), f"onnxruntime: max |difference| from PyTorch {check.max_abs_diff:.2e} on a batch of {check.batch} "
              f"(outputs up to {check.max_abs_output:.3g}; tolerance {ONNX_ATOL:g}); latency {check.latency_ms:.3f} ms per batch (median, CPU)"]
     if plan["granularity"] == "unstructured":
         notes.append("note: unstructured model exported dense: ONNX stores every weight, the masked zeros included")
     return Export([path], notes, ok=check.max_abs_diff <= ONNX_ATOL)
+
+
+def describe_deployment(deployment: Deployment | None) -> str:
+    """One line: what the model takes and gives (the metadata_props the ONNX file carries)."""
+    if deployment is None:
+        return "metadata: none (saved before prune-ray recorded the input normalisation)"
+    classes = f" ({', '.join(deployment.class_names)})" if deployment.class_names else ""
+    return (f"metadata_props prune_ray.*: {deployment.dataset} input {list(deployment.input_shape)}, "
+            f"(pixels x {deployment.pixel_scale:.6g} - mean {list(deployment.mean)}) / std {list(deployment.std)}; "
+            f"{deployment.num_classes} classes{classes}")
 
 
 FORMATS: dict[str, Exporter] = {"safetensors": _safetensors, "onnx": _onnx}
@@ -91,13 +105,23 @@ def select_row(results: pd.DataFrame, trial: str | None, method: str | None, bud
             known = sorted({f"{m}@{b:g}" for m, b in zip(rows["method"], rows["budget"]) if not math.isnan(b)})
             quantized = "" if quantizer is None else f" quantised by {quantizer!r}"
             raise BadInput(f"no ok trial of method {method!r}{quantized} at budget {budget:g}; operating points: {', '.join(known) or 'none'}")
-        match = match[match["model_uri"].notna()]
-        if match.empty:
-            raise BadInput(f"no trial of {method!r} at budget {budget:g} kept a model (artifacts.save none?)")
-        row = in_pick_order(match).iloc[0]
-    if row["model_uri"] is None:
-        raise BadInput(f"trial {row['trial_id']!r} kept no model (artifacts.save 'best' deletes all but the picks; none saves none)")
+        saved = match[match["model_uri"].notna()]
+        if saved.empty:
+            raise BadInput(f"no trial of {method!r} at budget {budget:g} kept a model; the pick: {why_no_model(in_pick_order(match).iloc[0])}")
+        row = in_pick_order(saved).iloc[0]
+    if pd.isna(row["model_uri"]):
+        raise BadInput(why_no_model(row))
     return row
+
+
+def export_model(source: ModelSource, out: str, format: str, root: str | None = None, sweep: str | None = None,
+                 batch: int = 32) -> Export:
+    """Write the saved model `source` names (a directory, a row, or a trial id plus root: as
+    load_pruned takes it) into folder `out` as `format` (safetensors or onnx)."""
+    uri = model_directory(source, root, sweep)
+    model, plan = load_model(uri), read_plan(uri)
+    os.makedirs(out, exist_ok=True)
+    return FORMATS[format](uri, model, plan, out, batch)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,11 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         row = select_row(load_results(args.results, args.sweep, include_screen=True), args.trial, args.method, args.budget,
                          args.quantizer)
-        model, plan = load_pruned(row["model_uri"]), read_plan(row["model_uri"])
-        os.makedirs(args.out, exist_ok=True)
-        print(f"[prune-ray] export {row['trial_id']} ({row['method']}, {plan['granularity']}, val top-1 {row['top1']:.4f}) "
+        print(f"[prune-ray] export {row['trial_id']} ({row['method']}, {row['granularity']}, val top-1 {row['top1']:.4f}) "
               f"from {row['model_uri']} as {args.format}")
-        result = FORMATS[args.format](row["model_uri"], model, plan, args.out, args.batch)
+        result = export_model(row, args.out, args.format, batch=args.batch)
     except (BadInput, ArtifactError, ExportError, OSError) as error:
         print(f"prune-ray export: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

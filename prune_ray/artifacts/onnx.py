@@ -38,9 +38,9 @@ def _runtime():
     return onnxruntime
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str) -> None:
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str, metadata: dict[str, str] | None = None) -> None:
     """Write `model` to `path`, weights inside (one file), with a dynamic batch dimension (input
-    'input', output 'logits')."""
+    'input', output 'logits'), and `metadata` as the model's metadata_props."""
     _runtime()
     model = model.eval()
     batch = torch.export.Dim("batch", min=1)
@@ -51,6 +51,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str) -> None:
                               output_names=["logits"], dynamic_shapes=({0: batch},))
         except Exception as error:  # the exporter raises many types; name the failure in one line
             raise ExportError(f"torch.onnx.export failed: {type(error).__name__}: {str(error).splitlines()[0]}") from None
+    if metadata:
+        import onnx
+
+        proto = onnx.load(path)
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, path)
 
 
 @torch.no_grad()

@@ -12,10 +12,8 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from ..results.frontier import FRONTIER_KEYS, RUN_KEYS, best_trial_per_run, frontier_search, pareto_front, usable_rows
-from ..results.parquet import read_results, read_trial, write_trial
+from ..results.parquet import MODELS_DIR, read_results, read_trial, write_trial
 from ..results.storage import Storage
-
-MODELS_DIR = "models"
 
 
 def kept_trials(results: pd.DataFrame) -> set[str]:

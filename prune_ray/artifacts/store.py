@@ -3,6 +3,9 @@ input shape, method, what pruning changed, the weights' file and SHA-256), writt
 results storage (local, NFS, s3://) and atomically, the plan last: its presence marks a complete
 model. Loading never unpickles anything.
 
+The plan also carries what deployment needs ("deployment": input shape, the normalisation applied,
+classes; artifacts.deployment), exposed by load_pruned as the module's `prune_ray_meta`.
+
 The weights are `model.safetensors` (float, sparse where masked; plan format 1, with its mask list)
 or, for a quantised model, `model.encoded` (codes, relative indices, entropy coded:
 prune_ray.quantize.encoding; plan format 2, with the quantiser's name).
@@ -28,6 +31,7 @@ from ..quantize import QuantizedTensor
 from ..quantize.encoding import EncodingError, decode_model, encode_model
 from ..results.storage import Storage, open_storage
 from .architecture import architecture_of
+from .deployment import Deployment
 from .tensors import Mask, decode, encode
 
 FORMAT, ENCODED_FORMAT = 1, 2  # plan layouts: safetensors weights; encoded quantised weights
@@ -125,12 +129,15 @@ def rebuild(plan: dict[str, Any], weights: bytes, uri: str) -> nn.Module:
 
 
 def model_files(model: nn.Module, recipe: ModelRecipe, method: str, example: torch.Tensor,
-                quantized: Mapping[str, QuantizedTensor] | None = None) -> ModelFiles:
+                quantized: Mapping[str, QuantizedTensor] | None = None, deployment: Deployment | None = None) -> ModelFiles:
     """The files that store `model` (pruned by `method` from `recipe`'s model): its weights as
     safetensors, or encoded by their codes when `quantized` names any (the codes of its quantised
     weights, prune_ray.quantize), then the plan; checked first to rebuild it (same outputs on
-    `example`), so a saved model always loads."""
+    `example`), so a saved model always loads. `deployment` (input, normalisation, classes) goes
+    into the plan as "deployment"."""
     plan = _plan(recipe, method, model, example)
+    if deployment is not None:
+        plan["deployment"] = deployment.as_plan()
     if quantized:
         name, weights = ENCODED_FILE, encode_model(model.state_dict(), quantized).data
         plan.update(format=ENCODED_FORMAT, weights=name, quantized=sorted(quantized))
@@ -188,10 +195,10 @@ def read_plan(uri: str) -> dict[str, Any]:
     return plan
 
 
-def load_pruned(uri: str) -> nn.Module:
-    """The pruned model saved in directory `uri` (a local path or URI, as the `model_uri` column
-    gives it), on the CPU, in eval mode. ArtifactError (one line naming the file) when a file is
-    missing, corrupt, or does not fit its plan."""
+def load_model(uri: str) -> nn.Module:
+    """The pruned model saved in directory `uri` (a local path or URI), on the CPU, in eval mode
+    (load_pruned, prune_ray.artifacts.locate, also takes a row or a trial id). ArtifactError (one
+    line naming the file) when a file is missing, corrupt, or does not fit its plan."""
     plan, storage = read_plan(uri), open_storage(uri)
     source = storage.uri_of(weights_file(plan))
     try:
@@ -200,4 +207,6 @@ def load_pruned(uri: str) -> nn.Module:
         raise ArtifactError(f"saved model weights {source} do not exist") from None
     if hashlib.sha256(weights).hexdigest() != plan.get("weights_sha256"):
         raise ArtifactError(f"saved model weights {source} do not match their plan (SHA-256 differs): corrupt or replaced")
-    return rebuild(plan, weights, storage.uri)
+    model = rebuild(plan, weights, storage.uri)
+    model.prune_ray_meta = Deployment.from_plan(plan.get("deployment"))  # None for plans saved without it
+    return model

@@ -39,6 +39,18 @@ class DataOptions:
 
 
 @dataclass(frozen=True)
+class InputTransform:
+    """How a raw image becomes the model's input, as applied here (a deployed model needs the same):
+    input = (pixels * pixel_scale - mean[c]) / std[c], NCHW float32; pixels as the dataset's files
+    hold them (0..255 for 8-bit images, 0..16 for sklearn's digits)."""
+
+    pixel_scale: float  # raw pixel values -> [0, 1]
+    mean: tuple[float, ...]  # per channel, after scaling (computed from the training split where the spec gives none)
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] | None = None  # label index -> name, where the dataset has names
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     train_x: torch.Tensor  # (N, C, H, W) float32, normalised
@@ -51,6 +63,7 @@ class Dataset:
     augment: bool = False  # random crop (4-pixel zero padding) + horizontal flip while training
     loader: str = "device"  # which loader feeds training (see data.loaders): "device" or "stream"
     workers: int = 0  # stream loader's DataLoader worker processes
+    transform: InputTransform | None = None  # raw pixels -> train_x's values (None: not known)
 
     @property
     def in_channels(self) -> int:
@@ -192,9 +205,11 @@ def split_and_normalise(
     mean: list[float],
     std: list[float],
     augment: bool,
+    pixel_scale: float,
+    class_names: list[str] | None = None,
 ) -> Dataset:
-    """Float images in [0, 1] (N, C, H, W) -> a Dataset with the seeded validation split and the
-    dataset's standard per-channel normalisation."""
+    """Float images in [0, 1] (N, C, H, W; the raw pixels times `pixel_scale`) -> a Dataset with the
+    seeded validation split and the dataset's standard per-channel normalisation."""
     train_idx, val_idx = stratified_split(train_labels, options.val_fraction, options.split_seed)
     mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
     std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
@@ -209,6 +224,7 @@ def split_and_normalise(
         test_y=test_labels,
         num_classes=int(max(train_labels.max(), test_labels.max())) + 1,
         augment=augment,
+        transform=InputTransform(pixel_scale, tuple(mean), tuple(std), tuple(class_names) if class_names else None),
     )
 
 

@@ -24,5 +24,5 @@ def digits(options: DataOptions) -> Dataset:
     # statistics of the digits training images (fixed, so every split normalises alike)
     return split_and_normalise(
         "digits", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], options,
-        mean=[0.3059], std=[0.3765], augment=False,
+        mean=[0.3059], std=[0.3765], augment=False, pixel_scale=1 / 16.0, class_names=[str(n) for n in bunch.target_names],
     )

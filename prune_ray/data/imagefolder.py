@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from . import BadDatasetError, DataOptions, Dataset, register_dataset, stratified_split
+from . import BadDatasetError, DataOptions, Dataset, InputTransform, register_dataset, stratified_split
 
 TEST_FRACTION = 0.2  # of train/ held out as the test split when there is no test/
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -108,4 +108,6 @@ def imagefolder(options: DataOptions) -> Dataset:
     return Dataset(
         name="imagefolder", train_x=(train_x - mean) / std, train_y=train_y, val_x=(val_x - mean) / std, val_y=val_y,
         test_x=(test_x - mean) / std, test_y=test_y, num_classes=len(splits["train"]), augment=True,
+        transform=InputTransform(1 / 255.0, tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()),
+                                 tuple(sorted(splits["train"]))),  # the statistics applied, computed ones included
     )

@@ -55,7 +55,7 @@ def _mnist_like(name: str, folder: str, torchvision_class: str, mean: float, std
 
     return split_and_normalise(
         name, images(train), train.targets.long(), images(test), test.targets.long(), options,
-        mean=[mean], std=[std], augment=False,
+        mean=[mean], std=[std], augment=False, pixel_scale=1 / 255.0, class_names=list(dataset_class.classes),
     )
 
 
@@ -93,8 +93,16 @@ def read_cifar_batch(path: str, label_key: str) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(data).to(torch.float32) / 255.0, torch.tensor(batch[label_key], dtype=torch.int64)
 
 
+def _class_names(path: str, key: str) -> list[str] | None:
+    """The label names a CIFAR meta file holds (None when it is absent)."""
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as handle:
+        return [str(name) for name in _NumpyOnlyUnpickler(handle, encoding="latin1").load()[key]]
+
+
 def _cifar(name: str, folder: str, train_files: list[str], test_file: str, label_key: str, torchvision_class: str,
-           mean: list[float], std: list[float], options: DataOptions) -> Dataset:
+           mean: list[float], std: list[float], options: DataOptions, meta: tuple[str, str]) -> Dataset:
     import torchvision.datasets as tvd
 
     root = dataset_root(options)
@@ -105,17 +113,18 @@ def _cifar(name: str, folder: str, train_files: list[str], test_file: str, label
     test_images, test_labels = read_cifar_batch(os.path.join(directory, test_file), label_key)
     return split_and_normalise(
         name, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), test_images, test_labels,
-        options, mean=mean, std=std, augment=True,
+        options, mean=mean, std=std, augment=True, pixel_scale=1 / 255.0,
+        class_names=_class_names(os.path.join(directory, meta[0]), meta[1]),
     )
 
 
 @register_dataset
 def cifar10(options: DataOptions) -> Dataset:
     return _cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels",
-                  "CIFAR10", [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616], options)
+                  "CIFAR10", [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616], options, ("batches.meta", "label_names"))
 
 
 @register_dataset
 def cifar100(options: DataOptions) -> Dataset:
     return _cifar("cifar100", "cifar-100-python", ["train"], "test", "fine_labels",
-                  "CIFAR100", [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762], options)
+                  "CIFAR100", [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762], options, ("meta", "fine_label_names"))

@@ -8,66 +8,85 @@ holding a copy of a cluster's results.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
+from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
 import pyarrow as pa
+import yaml
 
 from .frontier import usable_rows
-from .parquet import list_sweeps, read_results
+from .location import BadInput, open_results
+from .parquet import SAVED_SPEC, list_sweeps, read_results
 from .plot import plot_frontiers, plot_layers
-from .storage import Storage, open_storage
+from .storage import Storage
 from .tables import FORMATS, TABLES, render
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+SMOKE_SUFFIX = "-smoke"  # the name of a --smoke run's spec (prune_ray.smoke)
 
 
-class BadInput(Exception):
-    """A problem with what the user asked for; its message is the one line printed on stderr."""
+@dataclass(frozen=True)
+class Loaded:
+    results: pd.DataFrame
+    sweeps: list[str]  # the sweeps read, in order
+    smoke_left_out: list[str]  # smoke sweeps under the root that were not read
 
-def _open_results(location: str, sweep: str | None) -> tuple[Storage, str | None]:
-    """Accept a storage root, one sweep's directory, or its trials/ directory (what a sweep prints)."""
+
+def is_smoke(storage: Storage, sweep: str) -> bool:
+    """A `--smoke` run: its saved spec's name (or its directory's) ends in -smoke."""
+    path = storage.path(sweep, SAVED_SPEC)
     try:
-        storage = open_storage(location)
-        exists = storage.exists(storage.root)
-    except Exception as error:  # pyarrow raises several types for malformed or unreachable URIs
-        raise BadInput(f"cannot open results {location!r}: {error}") from error
-    if not exists:
-        raise BadInput(f"results {location!r} do not exist; give the sweep's --storage root (default ./results), a sweep directory, or a URI")
-    if _name(storage) == "trials" and not list_sweeps(storage):  # the path a sweep prints at its end
-        storage = _parent(storage)
-    if storage.exists(storage.path("trials")):  # a sweep's own directory
-        if sweep not in (None, _name(storage)):
-            raise BadInput(f"--sweep {sweep!r} does not match the sweep directory {location!r}; leave --sweep out or give the results root")
-        storage, sweep = _parent(storage), _name(storage)
-    if sweep is not None and sweep not in (known := list_sweeps(storage)):
-        raise BadInput(f"sweep {sweep!r} not found in {storage.uri}; available: {', '.join(known) or 'none'}")
-    return storage, sweep
+        saved = yaml.safe_load(storage.read_bytes(path)) if storage.exists(path) else None
+    except (OSError, yaml.YAMLError):
+        saved = None
+    name = saved.get("name") if isinstance(saved, dict) else None
+    return sweep.endswith(SMOKE_SUFFIX) or (isinstance(name, str) and name.endswith(SMOKE_SUFFIX))
 
 
-def _name(storage: Storage) -> str:
-    return storage.root.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _parent(storage: Storage) -> Storage:
-    return dataclasses.replace(storage, root=storage.root.rstrip("/").rsplit("/", 1)[0], uri=storage.uri.rstrip("/").rsplit("/", 1)[0])
+def read_sweeps(location: str, sweeps: Sequence[str] | None = None, include_screen: bool = False,
+                include_smoke: bool = False) -> Loaded:
+    """The rows of RESULTS: the named sweeps, or every sweep there (smoke sweeps only when
+    `include_smoke`); BadInput when a name is unknown or there is nothing to analyse."""
+    names = list(sweeps or [])
+    storage, own = open_results(location, names[0] if len(names) == 1 else None)
+    if own is not None:  # a sweep's own directory, or one --sweep
+        names = [own]
+    known = list_sweeps(storage)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise BadInput(f"sweep {unknown[0]!r} not found in {storage.uri}; available: {', '.join(known) or 'none'}")
+    smoke: list[str] = []
+    if not names:
+        smoke = [] if include_smoke else [name for name in known if is_smoke(storage, name)]
+        names = [name for name in known if name not in smoke]
+    try:
+        frames = [read_results(storage, name) for name in names]
+    except (OSError, pa.ArrowException) as error:  # a truncated or foreign Parquet file
+        raise BadInput(f"cannot read results in {storage.uri}: {error}") from error
+    results = pd.concat(frames, ignore_index=True) if frames else read_results(storage, "__none__")
+    if usable_rows(results, include_screen).empty:
+        where = f"sweep {names[0]!r} in {storage.uri}" if len(names) == 1 else storage.uri
+        left = f"; smoke sweeps left out: {', '.join(smoke)} (--include-smoke reads them)" if smoke else ""
+        raise BadInput(f"no trials with status 'ok' in {where} ({len(results)} rows read{left}); "
+                       "expected <sweep>/trials/*.parquet written by python -m prune_ray.sweep")
+    return Loaded(results, names, smoke)
 
 
 def load_results(location: str, sweep: str | None = None, include_screen: bool = False) -> pd.DataFrame:
-    """The rows of RESULTS (all sweeps, or one); BadInput when there is nothing to analyse."""
-    storage, sweep = _open_results(location, sweep)
-    try:
-        results = read_results(storage, sweep)
-    except (OSError, pa.ArrowException) as error:  # a truncated or foreign Parquet file
-        raise BadInput(f"cannot read results in {storage.uri}: {error}") from error
-    if usable_rows(results, include_screen).empty:
-        where = f"sweep {sweep!r} in {storage.uri}" if sweep else storage.uri
-        raise BadInput(f"no trials with status 'ok' in {where} ({len(results)} rows read); "
-                       "expected <sweep>/trials/*.parquet written by python -m prune_ray.sweep")
-    return results
+    """The rows of one sweep of RESULTS, or of every sweep there, smoke sweeps included (the export
+    picks among them); BadInput when there is nothing to analyse."""
+    return read_sweeps(location, [sweep] if sweep else None, include_screen, include_smoke=True).results
+
+
+def describe_read(loaded: Loaded) -> str:
+    """The line naming what the analysis merged."""
+    counts = loaded.results.groupby("sweep").size() if len(loaded.results) else {}
+    read = ", ".join(f"{name} ({counts.get(name, 0)} rows)" for name in loaded.sweeps)
+    left = f"; smoke sweeps left out: {', '.join(loaded.smoke_left_out)} (--include-smoke reads them)" if loaded.smoke_left_out else ""
+    return f"[prune-ray] read {len(loaded.sweeps)} sweep{'' if len(loaded.sweeps) == 1 else 's'}: {read}{left}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("results", metavar="RESULTS", help="results root (the sweep's --storage: local path or s3://, gs:// URI), "
                         "or one sweep's directory or trials/ directory")
-    parser.add_argument("--sweep", metavar="NAME", help="only this sweep under RESULTS (default: every sweep)")
+    parser.add_argument("--sweep", metavar="NAME", nargs="+", help="only these sweeps under RESULTS (default: every sweep "
+                        "but --smoke runs); the sweeps read are named on stderr")
+    parser.add_argument("--include-smoke", action="store_true", help="with no --sweep: read --smoke runs too (left out by "
+                        "default: their 1-epoch rows at near-chance accuracy would sit beside real ones)")
     parser.add_argument("--table", choices=TABLES, default="frontier", help="frontier: the non-dominated settings per method "
                         "(default); ratio-grid: accuracy and thresholds per pruning ratio, like the source documents; methods: "
                         "method / network / dataset / accuracy / sparsity / MACs removed, with a baseline row per network; "
@@ -119,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in (args.plot, args.plot_layers):
             if path:
                 _check_plot_path(path)
-        results = load_results(args.results, args.sweep, args.include_screen)
+        loaded = read_sweeps(args.results, args.sweep, args.include_screen, args.include_smoke)
     except BadInput as error:
         print(f"prune-ray analyze: error: {error}", file=sys.stderr)
         return 2
+    results = loaded.results
+    print(describe_read(loaded), file=sys.stderr)
     sys.stdout.write(render(results, args.table, args.format, args.include_screen))
     if args.plot:
         plot_frontiers(results, args.plot, include_screen=args.include_screen)

@@ -61,3 +61,40 @@ def open_storage(location: str) -> Storage:
     local = location[len("file://"):] if location.startswith("file://") else location
     root = os.path.abspath(os.path.expanduser(local))
     return Storage(fs=pafs.LocalFileSystem(), root=root, uri=root)
+
+
+class StorageError(ValueError):
+    """A storage root that cannot hold a sweep; the one-line message names the path and the problem."""
+
+
+def _local_problem(root: str, sweep: str) -> str | None:
+    """Why a local root cannot hold sweep `sweep` (None: it can), checked without writing anything."""
+    existing = root
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a file" if existing == root else f"it lies under {existing}, which is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable" if existing == root else f"its folder {existing} is not writable"
+    limit = os.pathconf(existing, "PC_NAME_MAX")
+    for part in [*os.path.relpath(root, existing).split(os.sep), sweep]:
+        if len(part.encode()) > limit:
+            shown = part if len(part) <= 40 else f"{part[:20]}...{part[-8:]} ({len(part)} characters)"
+            what = "--name" if part == sweep else "the folder name"
+            return f"{what} {shown!r} is longer than this file system allows ({limit} bytes)"
+    return None
+
+
+def checked_storage(location: str, sweep: str) -> Storage:
+    """open_storage, and for a local root a check that sweep `sweep` can be written there: not a
+    file or under one, a writable folder, names the file system allows. StorageError otherwise
+    (before anything is written or Ray starts). A URI is checked for a scheme pyarrow.fs knows."""
+    try:
+        storage = open_storage(location)
+    except Exception as error:  # pyarrow raises several types for unknown schemes and malformed URIs
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StorageError(f"--storage {location!r} cannot be opened: {first}") from None
+    problem = _local_problem(storage.root, sweep) if storage.is_local else None
+    if problem:
+        raise StorageError(f"--storage {storage.uri!r} cannot hold sweep results: {problem}")
+    return storage

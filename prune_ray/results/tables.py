@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .frontier import baselines, pareto_front, point_summary
+from .frontier import FRONTIER_KEYS, baselines, pareto_front, point_summary
 from .strategies import strategy_summary
 
 TABLES = ("frontier", "ratio-grid", "methods", "strategies")
@@ -45,11 +45,25 @@ def _bits(point) -> str:
     return "32" if _missing(conv) or _missing(fc) else f"{conv:g}/{fc:g}"
 
 
+DOMINATED_NOTE = ("dominated: another setting of the same method (model, dataset, metric and quantiser) keeps no more "
+                  "of the resource and is at least as accurate; it is not on the frontier")
+
+
+def _flag_dominated(points: pd.DataFrame) -> pd.DataFrame:
+    """Every point that can be placed (keep and top-1 known), in the frontier's order (per group, by
+    keep), with `dominated`: False for the frontier's points (frontier.pareto_front), True otherwise."""
+    tagged = points.dropna(subset=["keep", "top1_mean"]).assign(_point=lambda frame: range(len(frame)))
+    on_front = set(pareto_front(tagged)["_point"])
+    tagged = tagged.assign(dominated=[point not in on_front for point in tagged["_point"]])
+    order = [key for key in FRONTIER_KEYS if key in tagged]
+    return tagged.sort_values([*order, "keep"], kind="stable").drop(columns="_point").reset_index(drop=True)
+
+
 def frontier_table(points: pd.DataFrame) -> pd.DataFrame:
-    """The frontier points of every (model, dataset, method, metric, quantiser); accuracies in %;
-    the quantiser, its top-1 right after quantising, bytes and total compression when any point
-    is quantised."""
-    front = pareto_front(points)
+    """Every operating point of every (model, dataset, method, metric, quantiser), the frontier's
+    and the dominated ones (flagged in `dominated`); accuracies in %; the quantiser, its top-1 right
+    after quantising, bytes and total compression when any point is quantised."""
+    front = _flag_dominated(points)
     quantized = _quantised(front)
     table = front[["model", "dataset", "method", *(["quantize_label"] if quantized else []), *DESCRIPTORS]].assign(
         keep=front["keep"],
@@ -63,6 +77,7 @@ def frontier_table(points: pd.DataFrame) -> pd.DataFrame:
         **({"top1_quantized_pct": 100 * front["top1_quantized"], "bytes": front["bytes_encoded"],
             "compression_total": front["compression_ratio_total"]} if quantized else {}),
         model_uri=front["model_uri"],  # the saved pruned model(s): load_pruned or python -m prune_ray.export
+        dominated=front["dominated"],
     )
     return _drop_empty(table, [*DESCRIPTORS, "test_top1_pct", "test_top1_pct_std", "model_uri"])
 
@@ -176,10 +191,13 @@ def frontier_markdown(table: pd.DataFrame) -> str:
                 cells.append("-" if _missing(row[name]) else f"{row[name]:,.0f}" if name == "bytes" else f"{row[name]:.1f}")
             elif name in ("keep", "compression"):
                 cells.append(f"{row[name]:.4f}" if name == "keep" else f"{row[name]:.2f}")
+            elif name == "dominated":
+                cells.append("yes" if row[name] else "")
             else:
                 cells.append(_plain(row[name]))
         body.append(cells)
-    return _markdown([names.get(name, name) for name in shown], body)
+    note = f"\n\n{DOMINATED_NOTE}." if "dominated" in table and table["dominated"].any() else ""
+    return _markdown([names.get(name, name) for name in shown], body) + note
 
 
 def _deep_compression_cells(row) -> list[str]:

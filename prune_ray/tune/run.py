@@ -13,12 +13,13 @@ from ..points import TrialConfig, operating_points
 from ..prune import get_method
 from ..results.parquet import read_results
 from ..results.storage import Storage, open_storage
-from ..results.summary import settle_unfinished, summarize
-from ..spec import SAVED_SPEC, SweepSpec, spec_to_yaml, stage_epochs
+from ..results.summary import summarize
+from ..spec import SweepSpec, spec_to_yaml, stage_epochs
 from ..trial import TrialContext, git_sha
 from ..trial_setup import calibration_of, obtain_baseline, trial_data
 from .cluster import check_storage_shared, fit_to_local_machine, start_ray
 from .console import Console, header
+from .interrupt import INTERRUPTS, TrialTracker
 
 
 def prepare_baselines(spec: SweepSpec, storage: Storage, seeds: list[int]) -> dict[int, float]:
@@ -81,7 +82,7 @@ def choose_finalists(screened: list[tuple[float, TrialConfig]], finalists: int) 
     return [config.in_stage("final") for config in chosen]
 
 
-def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool) -> None:
+def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resume: bool, context: TrialContext) -> None:
     """Second stage of a two-stage search: the best `finalists` screened proposals of every
     operating point (from the first stage's Tune results), and the study's first proposal (the
     prior) when it is not among them, fine-tuned for the full finetune.epochs; their rows are stage
@@ -96,17 +97,19 @@ def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resum
           flush=True)
     final_dir = storage.uri_of(sweep, "tune-final")
     if resume and tune.Tuner.can_restore(final_dir):
-        results = tune.Tuner.restore(final_dir, trainable, resume_unfinished=True, restart_errored=True).fit()
+        tuner = tune.Tuner.restore(final_dir, trainable, resume_unfinished=True, restart_errored=True)
     elif finalists:
-        results = tune.Tuner(
+        tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(finalists)},
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
             run_config=_run_config(spec, storage, sweep, "tune-final", len(finalists)),
-        ).fit()
+        )
     else:
         return
-    settle_unfinished(storage, sweep, results)
+    with INTERRUPTS.fitting():
+        results = tuner.fit()
+    INTERRUPTS.settle(storage, sweep, results, context)
 
 
 def _run_config(spec: SweepSpec, storage, sweep: str, name: str, total: int):
@@ -115,7 +118,7 @@ def _run_config(spec: SweepSpec, storage, sweep: str, name: str, total: int):
     return tune.RunConfig(
         name=name, storage_path=storage.uri_of(sweep), verbose=0,  # Tune's tables give way to the console
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        callbacks=[Console(total, label=name)],
+        callbacks=[Console(total, label=name), TrialTracker()],
     )
 
 
@@ -171,10 +174,11 @@ def run_sweep(spec: SweepSpec, sweep: str, spaces: dict[str, dict] | None, *, ad
     seeds = sorted({point.seed for point in operating_points(spec)})
     context = TrialContext(spec, sweep, prepare_baselines(spec, storage, seeds), git_sha(), storage)
     trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), trial_resources(spec))
-    screened = first_stage(spec, storage, sweep, trainable, spaces, resume).fit()
-    settle_unfinished(storage, sweep, screened)
+    with INTERRUPTS.fitting():  # a signal: Tune saves its state and stops; settle raises SweepInterrupted
+        screened = first_stage(spec, storage, sweep, trainable, spaces, resume).fit()
+    INTERRUPTS.settle(storage, sweep, screened, context)
     if spec.search.two_stage:
-        final_stage(spec, storage, sweep, trainable, screened, resume)
+        final_stage(spec, storage, sweep, trainable, screened, resume, context)
     if spec.artifacts.save == "best":
         kept, deleted = delete_unkept_models(storage, sweep)
         print(f"[prune-ray] models: {kept} kept, {deleted} deleted, in {sweep}/{MODELS_DIR}/", flush=True)

@@ -15,9 +15,10 @@ import time
 
 from ..data import DatasetFilesMissingError
 from ..models.external import absolute_model
-from ..results.storage import open_storage
+from ..results.parquet import SAVED_SPEC  # the resolved spec, saved in the sweep directory for --resume
+from ..results.storage import StorageError, checked_storage
 from ..smoke import smoke_twin
-from ..spec import NAME_PATTERN, SAVED_SPEC, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
+from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
 from ..trial_setup import preflight_checks, search_spaces
 
 EXIT_BAD_INPUT = 2
@@ -91,7 +92,7 @@ def resumed_spec(args: argparse.Namespace) -> tuple[SweepSpec, str]:
         raise SpecError(f"--name {args.name!r} must be letters, digits, '_', '.', '-' (a directory name)")
     if changed:
         raise SpecError(f"--resume continues the saved spec; drop {', '.join(changed)}")
-    storage = open_storage(args.storage or SweepSpec().storage)
+    storage = checked_storage(args.storage or SweepSpec().storage, args.name)
     saved = storage.path(args.name, SAVED_SPEC)
     if not storage.exists(saved):
         raise SpecError(f"nothing to resume: no sweep {args.name!r} in {storage.uri} ({SAVED_SPEC} missing)")
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = resolve_spec(args)
             sweep = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-            spec = with_overrides(spec, name=args.name) if args.name else spec
-            storage = open_storage(spec.storage)
+            spec = with_overrides(spec, name=args.name) if args.name and not args.smoke else spec  # a smoke run's name says so
+            storage = checked_storage(spec.storage, sweep)  # a file, unwritable, a name too long: before Ray starts
             spec = dataclasses.replace(spec, storage=storage.uri)  # trials on other nodes need it absolute
             spec = absolute_paths(spec)  # and Ray's workers do not run in this directory
             if storage.exists(storage.path(sweep)):
@@ -131,17 +132,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
                 )
         spaces = search_spaces(spec, preflight_checks(spec))  # before Ray or Optuna is imported
-    except (SpecError, DatasetFilesMissingError) as error:
+    except (SpecError, StorageError, DatasetFilesMissingError) as error:
         print(f"prune-ray sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from .cluster import StorageNotSharedError
+    from .interrupt import INTERRUPTS, SweepInterrupted, resume_command
     from .run import run_sweep
 
-    try:
-        return run_sweep(spec, sweep, spaces, address=args.address, resume=args.resume, verbose=args.verbose)
-    except StorageNotSharedError as error:
-        print(f"prune-ray sweep: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    with INTERRUPTS.installed():  # SIGINT/SIGTERM: the sweep stops resumably (tune.interrupt)
+        try:
+            return run_sweep(spec, sweep, spaces, address=args.address, resume=args.resume, verbose=args.verbose)
+        except StorageNotSharedError as error:
+            print(f"prune-ray sweep: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except SweepInterrupted as stop:
+            print(f"[prune-ray] interrupted ({stop}); continue it with:\n{resume_command(sweep, spec.storage, args.address)}",
+                  flush=True)
+            return stop.exit_code
 
 
 if __name__ == "__main__":
