@@ -22,7 +22,7 @@ from .prune.iterative import ITERATIVE
 from .quantize import BitWidths
 from .spec_inputs import ModelArg, check_inputs
 from .spec_quantize import check_quantize
-from .train import LR_SCHEDULES, TrainRecipe
+from .train import COMPILE, LR_SCHEDULES, TrainRecipe
 from .typed import SpecError, from_mapping
 
 # auto: macs for structured, params for unstructured; latency: measured on the trial's device
@@ -214,6 +214,7 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
     _positive(recipe.lr, f"{where}.lr")
     _positive(recipe.weight_decay, f"{where}.weight_decay", allow_zero=True)
     _choice(recipe.lr_schedule, LR_SCHEDULES, f"{where}.lr_schedule")
+    _choice(recipe.compile, COMPILE, f"{where}.compile")
     if not 0 < recipe.step_gamma <= 1:
         raise SpecError(f"{where}.step_gamma: {recipe.step_gamma!r} must be in (0, 1]")
     for milestone in recipe.step_milestones:

@@ -53,7 +53,8 @@ LATENCY_PLANS = 5  # a latency budget: plans made from the table and verified by
 LATENCY_HEADROOM = 0.95  # a latency plan is accepted when its measured median keeps this x the budget, at most
 LATENCY_TIMINGS = 3  # a latency budget: paired timings of the final model until one meets it, at most
 # where and how fast a trial runs does not change its result: left out of config_hash
-INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts")
+INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts",
+              "finetune.compile", "baseline.train.compile")
 # (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
 CandidateExecutor = Callable[[str, TrainRecipe, int], "ShortTune | None"]
 
