@@ -41,7 +41,7 @@ from .prune.unstructured import (
     weight_layers,
 )
 from .quantize import get_quantizer
-from .results.parquet import write_epochs, write_steps, write_trial
+from .results.parquet import TRIAL_SCHEMA, write_epochs, write_steps, write_trial
 from .results.storage import open_storage
 from .spec import SweepSpec, resolved_metric
 from .train import TrainRecipe, evaluate, train
@@ -120,6 +120,8 @@ def speed_columns(speed: Speedup) -> dict[str, float]:
         "latency_ms": speed.pruned.median_ms, "latency_iqr_ms": speed.pruned.iqr_ms,
         "baseline_latency_ms": speed.baseline.median_ms, "speedup_measured": speed.median,
         "speedup_low": speed.low, "speedup_high": speed.high, "latency_keep": 1 / speed.median,
+        # how the samples were timed (string); written once the schema has the column (issue 26)
+        **({"latency_method": speed.method} if "latency_method" in TRIAL_SCHEMA.names else {}),
     }
 
 
