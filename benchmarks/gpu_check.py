@@ -263,7 +263,8 @@ def gpu_tests() -> dict:
     if importlib.util.find_spec("pytest") is None:
         return {"files": files, "error": "pytest is not installed (docs/gpu.md: carry its wheel)"}
     command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-o", "addopts=", "-p", "no:cacheprovider", *files]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))  # this tree's prune_ray, installed or not
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
     return {"files": [os.path.relpath(f, ROOT) for f in files], "returncode": done.returncode,
             "summary": (done.stdout.strip().splitlines() or [""])[-1], "tail": done.stdout[-3000:] + done.stderr[-2000:]}
 
