@@ -156,8 +156,8 @@ def test_masked_weights_stay_exact_zeros_through_fine_tuning_with_the_foreach_pa
                 assert bool((module.weight[before[name][1] == 0] == 0).all())
     # back as it was: parameter names, hooks, and the masked entries' values from pruning
     assert [name for name, _ in model.named_parameters()] == names
-    history = train(model, digits, TrainRecipe(epochs=1, lr=0.05), seed=0)
-    assert history[0].top1 > 0.5
+    history = train(model, _small(digits, 256), TrainRecipe(epochs=1, lr=0.05, batch_size=64), seed=0)
+    assert len(history) == 1 and math.isfinite(history[0].train_loss)
     for name, module in masked.items():
         orig, mask = before[name]
         assert len(module._forward_pre_hooks) == 1
