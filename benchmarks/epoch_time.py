@@ -1,7 +1,7 @@
 """Training and evaluation speed of the CIFAR recipes' models: images/s and seconds per epoch.
 
     python benchmarks/epoch_time.py [--models resnet20 resnet56 vgg16_bn] [--images 50000]
-                                    [--eval-images N] [--batch-size 128] [--epochs 2] [--compile]
+                                    [--eval-images N] [--batch-size 128] [--epochs 2] [--steps eager compiled]
                                     [--round-to 8] [--shared auto|on|off] [--threads N] [--json OUT]
 
 For each model (randomly initialised: speed does not depend on the weights) on CIFAR-shaped
@@ -11,7 +11,8 @@ model pruned by l1_filter to a uniform shape at 0.5 of its MACs, and the same wi
 (every layer keeping a multiple of that many channels). Training runs the project's own loop
 (`prune_ray.train.train`: SGD, the CIFAR recipes' augmentation, and on a GPU bf16 autocast and
 channels_last) for --epochs epochs and reports the last (the first pays for kernel selection and,
-with --compile, for torch.compile); evaluation is `prune_ray.train.evaluate` (bf16 autocast on a
+compiled, for torch.compile), once per --steps entry: `eager`, and `compiled` (TrainRecipe.compile
+on: the step through torch.compile), side by side; evaluation is `prune_ray.train.evaluate` (bf16 autocast on a
 GPU), the median of 3 passes after one untimed. Every time is the wall clock between
 `torch.cuda.synchronize()` calls on a GPU (each epoch ends on a host read of the loss, so all of
 its kernels are done), so it is what a trial waits for, host overhead included.
@@ -25,6 +26,7 @@ says so.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import multiprocessing
 import os
@@ -56,13 +58,14 @@ class Setup:
     eval_images: int  # evaluation images
     batch_size: int  # training examples per optimiser step
     epochs: int  # training epochs run; the last is reported
-    compile: bool  # torch.compile the model first
+    steps: tuple[str, ...]  # training steps timed: eager, compiled (TrainRecipe.compile off / on)
 
 
 @dataclass(frozen=True)
 class Figures:
     model: str
     variant: str  # baseline, pruned, pruned+round_to
+    step: str  # eager or compiled
     round_to: int  # channel rounding of the pruned variant (1: none)
     macs_keep: float  # MACs / baseline MACs
     channels: list[int]  # output channels of each prunable channel group
@@ -91,10 +94,11 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def train_seconds(model: torch.nn.Module, data: Dataset, setup: Setup, before_epoch=None) -> float:
+def train_seconds(model: torch.nn.Module, data: Dataset, setup: Setup, before_epoch=None, step: str = "eager") -> float:
     """Seconds of the last of setup.epochs training epochs of the project's loop."""
     synchronize()
-    recipe = TrainRecipe(epochs=setup.epochs, batch_size=setup.batch_size, lr=0.01)
+    recipe = TrainRecipe(epochs=setup.epochs, batch_size=setup.batch_size, lr=0.01,
+                         compile="on" if step == "compiled" else "off")
     history = train(model, data, recipe, seed=0, before_epoch=before_epoch)
     synchronize()
     return history[-1].seconds
@@ -120,16 +124,14 @@ def variants(name: str, round_to: int) -> list[tuple[str, int, torch.nn.Module]]
 
 
 def measure_variant(name: str, variant: str, round_to: int, model: torch.nn.Module, base_macs: int,
-                    data: Dataset, setup: Setup) -> Figures:
+                    data: Dataset, setup: Setup, step: str) -> Figures:
     example = torch.randn(1, 3, 32, 32)
     macs = count_macs(model, example)
     channels = [layer.units for layer in get_method("l1_filter").layers(model, example)]
-    model = model.to(data.train_x.device)
-    if setup.compile:
-        model = torch.compile(model)
-    train_s = train_seconds(model, data, setup)
+    model = copy.deepcopy(model).to(data.train_x.device)  # each step trains the same starting weights
+    train_s = train_seconds(model, data, setup, step=step)
     eval_s = eval_seconds(model, data)
-    return Figures(name, variant, round_to, macs / base_macs, channels, setup.images / train_s, train_s,
+    return Figures(name, variant, step, round_to, macs / base_macs, channels, setup.images / train_s, train_s,
                    setup.eval_images / eval_s, eval_s)
 
 
@@ -137,9 +139,9 @@ def _shared_worker(name: str, setup: Setup, barrier, results) -> None:
     """One of the processes sharing the GPU: its baseline's last training epoch, started together."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_channels=3, image_size=32).to(device())
-    model = torch.compile(model) if setup.compile else model
     data = synthetic(setup, device())
-    seconds = train_seconds(model, data, setup, before_epoch=lambda epoch: barrier.wait() if epoch == setup.epochs else None)
+    seconds = train_seconds(model, data, setup, before_epoch=lambda epoch: barrier.wait() if epoch == setup.epochs else None,
+                            step=setup.steps[0])
     results.put(setup.images / seconds)
 
 
@@ -164,13 +166,18 @@ def device_name() -> str:
 
 def markdown(rows: list[Figures], sharing: list[dict], setup: Setup, note: str) -> str:
     lines = [f"{device_name()}; {setup.images} training and {setup.eval_images} evaluation images, batch "
-             f"{setup.batch_size}, last of {setup.epochs} epochs{', torch.compile' if setup.compile else ''}", "",
-             "| model | variant | MACs kept | train images/s | train s/epoch | eval images/s | eval s |",
-             "|---|---|---|---|---|---|---|"]
+             f"{setup.batch_size}, last of {setup.epochs} epochs", "",
+             "| model | variant | step | MACs kept | train images/s | train s/epoch | eval images/s | eval s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         variant = f"{r.variant} {r.round_to}" if r.round_to > 1 else r.variant
-        lines.append(f"| {r.model} | {variant} | {r.macs_keep:.3f} | {r.train_images_per_s:.0f} | "
+        lines.append(f"| {r.model} | {variant} | {r.step} | {r.macs_keep:.3f} | {r.train_images_per_s:.0f} | "
                      f"{r.train_s_per_epoch:.2f} | {r.eval_images_per_s:.0f} | {r.eval_s:.3f} |")
+    for eager in (r for r in rows if r.step == "eager"):
+        compiled = next((r for r in rows if r.step == "compiled" and (r.model, r.variant) == (eager.model, eager.variant)), None)
+        if compiled is not None:
+            lines.append(f"\n{eager.model} {eager.variant}: compiled step / eager step time = "
+                         f"{compiled.train_s_per_epoch / eager.train_s_per_epoch:.2f}")
     if sharing:
         lines += ["", "| model | one process alone (images/s) | two sharing the GPU, each | combined | combined / alone |",
                   "|---|---|---|---|---|"]
@@ -187,7 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-images", type=int, help="evaluation images (default: a fifth of --images)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2, help="training epochs; the last is reported")
-    parser.add_argument("--compile", action="store_true", help="torch.compile each model")
+    parser.add_argument("--steps", nargs="+", default=["eager"], choices=("eager", "compiled"),
+                        help="training steps to time side by side (compiled: TrainRecipe.compile on)")
+    parser.add_argument("--variants", nargs="+", default=["baseline", "pruned", "pruned+round_to"],
+                        choices=("baseline", "pruned", "pruned+round_to"))
     parser.add_argument("--round-to", type=int, default=8, help="channel multiple of the rounded pruned variant")
     parser.add_argument("--shared", choices=("auto", "on", "off"), default="auto",
                         help="two training processes on one GPU at once (auto: only on a GPU)")
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    setup = Setup(args.images, args.eval_images or max(1, args.images // 5), args.batch_size, args.epochs, args.compile)
+    setup = Setup(args.images, args.eval_images or max(1, args.images // 5), args.batch_size, args.epochs, tuple(args.steps))
     where = device()
     data = synthetic(setup, where)
     rows, sharing = [], []
@@ -204,9 +214,12 @@ def main(argv: list[str] | None = None) -> None:
         models = variants(name, args.round_to)
         base_macs = count_macs(models[0][2], torch.randn(1, 3, 32, 32))
         for variant, round_to, model in models:
-            began = time.perf_counter()
-            rows.append(measure_variant(name, variant, round_to, model, base_macs, data, setup))
-            print(f"  {name} {variant}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+            if variant not in args.variants:
+                continue
+            for step in setup.steps:
+                began = time.perf_counter()
+                rows.append(measure_variant(name, variant, round_to, model, base_macs, data, setup, step))
+                print(f"  {name} {variant} {step}: {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
         run_shared = args.shared == "on" or (args.shared == "auto" and where.type == "cuda")
         if run_shared:
             alone = next(r for r in rows if r.model == name and r.variant == "baseline").train_images_per_s

@@ -54,6 +54,7 @@ class BaselineConfig:
         for unset in ("image_size", "mean", "std", "train_limit"):  # unset options: keys from before them stay valid
             if identity["data"].get(unset, 0) is None:
                 identity["data"].pop(unset)
+        identity["recipe"].pop("compile")  # compiled or eager step: how fast, not what is learnt
         if not self.model_args:  # keys from before model_args existed stay valid
             identity.pop("model_args")
         blob = json.dumps(identity, sort_keys=True, default=str).encode()

@@ -8,6 +8,12 @@ activations, pooling and residual additions are not counted, as in most pruning 
 Latency: forward passes timed after warm-up, until a minimum number and a minimum total time, with
 median and quartiles (`time_model`); a baseline and its pruned model timed in interleaved pairs,
 with the speedup's median and 95% interval from the per-pair ratios (`time_paired`).
+
+A timed sample is one pass on the CPU (the wall clock around it). On a GPU one pass between a pair
+of CUDA events from an idle queue measures kernel launches, not the model (a pruned network's
+speed-up is squeezed towards 1x): a sample there is K passes queued back to back between one pair
+of events, K doubled from 1 until a sample takes `TimingOptions.sample_min_ms`, and its time is
+their mean. Every Timing says how it was timed (`Timing.method`, the row's latency_method).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -93,6 +99,9 @@ class TimingOptions:
     min_passes: int = 20  # timed passes of each model, at least
     min_time_ms: float = 200.0  # and more passes until each model's timed passes add up to this (ms)
     max_passes: int = 5000  # never more passes than this per model (a few microseconds each)
+    # CUDA: passes per sample doubled from 1 until a sample's back-to-back passes take this long (ms)
+    sample_min_ms: float = 2.0
+    max_sample_passes: int = 256  # and at most this many passes per sample
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,9 @@ class Timing:
     median_ms: float  # median time of a pass
     q1_ms: float  # 25th percentile
     q3_ms: float  # 75th percentile
-    passes: int  # timed passes
-    total_ms: float  # their sum
+    passes: int  # timed samples
+    total_ms: float  # their sum (ms per pass, summed)
+    method: str = "wall clock, 1 pass per sample"  # how a sample was timed (the row's latency_method)
 
     @property
     def iqr_ms(self) -> float:
@@ -120,26 +130,75 @@ class Speedup:
     low: float  # 2.5th percentile of the per-pair ratios (x)
     high: float  # 97.5th percentile of the per-pair ratios (x)
 
+    @property
+    def method(self) -> str:
+        return self.baseline.method
 
-def _timing(times_ms: list[float]) -> Timing:
+
+def _timing(times_ms: list[float], method: str) -> Timing:
     q1, median, q3 = statistics.quantiles(times_ms, n=4, method="inclusive")
-    return Timing(median, q1, q3, len(times_ms), sum(times_ms))
+    return Timing(median, q1, q3, len(times_ms), sum(times_ms), method)
 
 
-def _pass_ms(model: nn.Module, inputs: torch.Tensor) -> float:
-    """One forward pass (ms): CUDA events around it on a GPU, after a synchronize so that earlier
-    queued work is not counted, and waited for so that all of its own is; else the wall clock."""
-    if inputs.is_cuda:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(inputs.device)
-        start.record()
-        model(inputs)
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
+# (model, inputs, passes) -> ms that `passes` forward passes take, queued back to back
+PassClock = Callable[[nn.Module, torch.Tensor, int], float]
+
+
+def wall_clock(model: nn.Module, inputs: torch.Tensor, passes: int) -> float:
+    """The CPU's clock: the wall time of `passes` forward passes (ms)."""
     began = time.perf_counter_ns()
-    model(inputs)
+    for _ in range(passes):
+        model(inputs)
     return (time.perf_counter_ns() - began) / 1e6
+
+
+def cuda_events(model: nn.Module, inputs: torch.Tensor, passes: int) -> float:
+    """A GPU's clock: `passes` forward passes queued between one pair of CUDA events (ms), after a
+    synchronize so that earlier queued work is not counted, and waited for so that all of theirs is."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(inputs.device)
+    start.record()
+    for _ in range(passes):
+        model(inputs)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """How one sample is timed: `passes` back-to-back passes on `clock`, their mean per pass."""
+
+    clock: PassClock
+    passes: int
+    method: str
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor) -> float:
+        return self.clock(model, inputs, self.passes) / self.passes
+
+
+def sample_passes(clock: PassClock, models: list[nn.Module], inputs: torch.Tensor, options: TimingOptions) -> int:
+    """Passes per sample: doubled from 1 until every model's sample takes options.sample_min_ms (so
+    one sample of the fastest model covers launch gaps and is mostly kernel time), at most
+    options.max_sample_passes. The models are warm (called after their warm-up)."""
+    passes = 1
+    while passes < options.max_sample_passes and min(clock(m, inputs, passes) for m in models) < options.sample_min_ms:
+        passes *= 2
+    return min(passes, options.max_sample_passes)
+
+
+def sampler_for(models: list[nn.Module], inputs: torch.Tensor, options: TimingOptions,
+                clock: PassClock | None = None) -> Sampler:
+    """The CPU's one pass per sample on the wall clock; on a GPU (or with an injected `clock`) K
+    passes per sample between one pair of events (sample_passes)."""
+    if clock is None and not inputs.is_cuda:
+        return Sampler(wall_clock, 1, "wall clock, 1 pass per sample")
+    name = "injected clock" if clock is not None else "cuda events"
+    clock = clock or cuda_events
+    if clock is cuda_events:
+        torch.backends.cudnn.benchmark = True  # the convolution algorithms training uses
+    passes = sample_passes(clock, models, inputs, options)
+    return Sampler(clock, passes, f"{name}, {passes} passes per sample")
 
 
 @contextlib.contextmanager
@@ -160,31 +219,36 @@ def _quiet(*models: nn.Module) -> Iterator[None]:
             gc.enable()
 
 
-def _enough(times_ms: list[float], options: TimingOptions) -> bool:
+def _enough(times_ms: list[float], options: TimingOptions, passes: int) -> bool:
+    """Enough samples (of `passes` passes each): min_passes of them whose passes took min_time_ms."""
     count = len(times_ms)
-    return count >= options.max_passes or (count >= options.min_passes and sum(times_ms) >= options.min_time_ms)
+    return count >= options.max_passes or (count >= options.min_passes and sum(times_ms) * passes >= options.min_time_ms)
 
 
-def time_model(model: nn.Module, inputs: torch.Tensor, options: TimingOptions = TimingOptions()) -> Timing:
+def time_model(model: nn.Module, inputs: torch.Tensor, options: TimingOptions = TimingOptions(),
+               clock: PassClock | None = None) -> Timing:
     """Median and quartiles of forward passes of `model` over `inputs`, on their device, after
-    `options.warmup` untimed passes; at least `min_passes`, and until they add up to `min_time_ms`."""
+    `options.warmup` untimed passes; at least `min_passes` samples, and until they add up to
+    `min_time_ms` (a sample: module docstring; `clock` replaces the device's clock)."""
     times: list[float] = []
     with _quiet(model):
         for _ in range(options.warmup):
-            _pass_ms(model, inputs)
-        while not _enough(times, options):
-            times.append(_pass_ms(model, inputs))
-    return _timing(times)
+            model(inputs)
+        sample = sampler_for([model], inputs, options, clock)
+        while not _enough(times, options, sample.passes):
+            times.append(sample(model, inputs))
+    return _timing(times, sample.method)
 
 
 def time_paired(baseline: nn.Module, pruned: nn.Module, inputs: torch.Tensor,
-                options: TimingOptions = TimingOptions()) -> Speedup:
+                options: TimingOptions = TimingOptions(), clock: PassClock | None = None) -> Speedup:
     """Time `baseline` and `pruned` in interleaved pairs of forward passes, and their speedup.
 
     Pass k of one model runs right beside pass k of the other, so both see the same machine state
     (a neighbour's load, the clock frequency, the caches), and the order alternates within pairs
     (baseline first, then pruned first), so neither profits from going second. Each model gets
     `warmup` untimed passes, then pairs run until each model has `min_passes` and `min_time_ms`.
+    Both models' samples hold the same number of passes (on a GPU, as many as the faster needs).
 
     The speedup is the median of the per-pair ratios baseline time / pruned time, and its interval
     the 2.5th and 97.5th percentiles of those ratios: the range in which 95% of single paired
@@ -202,18 +266,20 @@ def time_paired(baseline: nn.Module, pruned: nn.Module, inputs: torch.Tensor,
     pruned_ms: list[float] = []
     with _quiet(baseline, pruned):
         for _ in range(options.warmup):
-            _pass_ms(baseline, inputs)
-            _pass_ms(pruned, inputs)
-        while not (_enough(base_ms, options) and _enough(pruned_ms, options)):
+            baseline(inputs)
+            pruned(inputs)
+        sample = sampler_for([baseline, pruned], inputs, options, clock)
+        while not (_enough(base_ms, options, sample.passes) and _enough(pruned_ms, options, sample.passes)):
             if len(base_ms) % 2 == 0:
-                base_ms.append(_pass_ms(baseline, inputs))
-                pruned_ms.append(_pass_ms(pruned, inputs))
+                base_ms.append(sample(baseline, inputs))
+                pruned_ms.append(sample(pruned, inputs))
             else:
-                pruned_ms.append(_pass_ms(pruned, inputs))
-                base_ms.append(_pass_ms(baseline, inputs))
+                pruned_ms.append(sample(pruned, inputs))
+                base_ms.append(sample(baseline, inputs))
     ratios = [b / max(p, 1e-9) for b, p in zip(base_ms, pruned_ms)]
     cuts = statistics.quantiles(ratios, n=40, method="inclusive")  # cuts[0]: 2.5%, cuts[-1]: 97.5%
-    return Speedup(_timing(base_ms), _timing(pruned_ms), statistics.median(ratios), cuts[0], cuts[-1])
+    return Speedup(_timing(base_ms, sample.method), _timing(pruned_ms, sample.method), statistics.median(ratios),
+                   cuts[0], cuts[-1])
 
 
 def measure(model: nn.Module, example_inputs: torch.Tensor, *, latency: bool = True,

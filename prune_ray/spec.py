@@ -31,7 +31,7 @@ from .spec_types import (  # noqa: F401  (the spec's types, re-exported: `from p
     SearchOptions,
     SweepSpec,
 )
-from .train import LR_SCHEDULES, TrainRecipe
+from .train import COMPILE, LR_SCHEDULES, TrainRecipe
 from .typed import SpecError, from_mapping
 
 # auto: macs for structured, params for unstructured; latency: measured on the trial's device
@@ -131,6 +131,7 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
     _positive(recipe.lr, f"{where}.lr")
     _positive(recipe.weight_decay, f"{where}.weight_decay", allow_zero=True)
     _choice(recipe.lr_schedule, LR_SCHEDULES, f"{where}.lr_schedule")
+    _choice(recipe.compile, COMPILE, f"{where}.compile")
     if not 0 < recipe.step_gamma <= 1:
         raise SpecError(f"{where}.step_gamma: {recipe.step_gamma!r} must be in (0, 1]")
     for milestone in recipe.step_milestones:

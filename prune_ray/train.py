@@ -1,13 +1,22 @@
 """One readable training loop for baselines and fine-tuning, and evaluation (plain PyTorch).
 
-Hyperparameters live in `TrainRecipe`; every other knob is derived from it. Batches come from the
-loader the dataset was placed for (prune_ray.data.loaders: slices of tensors on the device, or a
-streaming DataLoader); evaluation runs on tensors on the device.
+Hyperparameters live in `TrainRecipe`; every other knob is derived from it and the device
+(`DeviceSettings`: on a GPU bf16 autocast, channels_last and cudnn.benchmark). Batches come from
+the loader the dataset was placed for (prune_ray.data.loaders: slices of tensors on the device, or
+a streaming DataLoader); evaluation runs on tensors on the device.
+
+The step (forward, loss, backward) is compiled by `torch.compile` when `TrainRecipe.compile` says
+so (`auto`: on a CUDA device for a run of more than COMPILE_MIN_STEPS steps, where a launch-bound
+step gains and the compilation is paid back); compiled, every step sees one batch shape (a last,
+partial batch of an epoch is dropped). Unstructured masks are re-applied by one
+`torch._foreach_mul_` after each optimiser step instead of a forward pre-hook per layer
+(prune_ray.prune.unstructured.plain_masked_weights).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -20,6 +29,12 @@ from .data import Dataset
 from .data.loaders import training_batches
 
 LR_SCHEDULES = ("cosine", "step", "constant")
+COMPILE = ("auto", "on", "off")  # TrainRecipe.compile
+COMPILE_MIN_STEPS = 300  # compile auto: on a CUDA device, runs of more optimiser steps than this
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for the step
+# set to 1: the GPU's settings (bf16 autocast, channels_last) on the CPU too, so that their dtype
+# and layout bugs show on a machine without a GPU (tests, benchmarks/gpu_check.py --tiny)
+GPU_SETTINGS_ON_CPU = "PRUNE_RAY_GPU_SETTINGS_ON_CPU"
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,32 @@ class TrainRecipe:
     warmup_epochs: int = 0  # linear warm-up from 0 to lr over this many epochs
     label_smoothing: float = 0.0  # cross-entropy label smoothing, 0 = none
     bn_l1: float = 0.0  # L1 penalty on BatchNorm scales (network slimming; Liu et al. 2017 use 1e-4)
+    # torch.compile the training step: auto (on for a CUDA device and more than COMPILE_MIN_STEPS
+    # steps), on, off; how fast, not what is learnt: left out of config and baseline hashes
+    compile: str = "auto"
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """How a device trains and evaluates: bf16 autocast and channels_last on a GPU."""
+
+    device_type: str  # autocast's device_type: "cuda" or "cpu"
+    autocast: bool  # bf16 autocast (fp32 master weights)
+    channels_last: bool  # NHWC activations and weights while training
+
+    @staticmethod
+    def of(device: torch.device) -> "DeviceSettings":
+        gpu_like = device.type == "cuda" or os.environ.get(GPU_SETTINGS_ON_CPU) == "1"
+        return DeviceSettings(device.type, gpu_like, gpu_like)
+
+
+def compiles(recipe: TrainRecipe, device: torch.device, total_steps: int) -> bool:
+    """Whether train() compiles its step (TrainRecipe.compile)."""
+    if recipe.compile not in COMPILE:
+        raise ValueError(f"unknown compile {recipe.compile!r}; allowed: {', '.join(COMPILE)}")
+    if recipe.compile == "auto":
+        return device.type == "cuda" and total_steps > COMPILE_MIN_STEPS
+    return recipe.compile == "on"
 
 
 @dataclass(frozen=True)
@@ -58,8 +99,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     model.eval()
     correct1 = torch.zeros((), dtype=torch.long, device=x.device)  # summed on the device: one sync at the end
     correct5 = torch.zeros_like(correct1)
+    settings = DeviceSettings.of(x.device)
     for start in range(0, len(x), batch_size):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):
+        with torch.autocast(settings.device_type, dtype=torch.bfloat16, enabled=settings.autocast):
             logits = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -105,6 +147,23 @@ def lr_factor(recipe: TrainRecipe, step: int, total_steps: int, warmup_steps: in
     raise ValueError(f"unknown lr_schedule {recipe.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}")
 
 
+def _loss_function(model: nn.Module, recipe: TrainRecipe, settings: DeviceSettings):
+    """(inputs, targets) -> the batch's mean cross-entropy: the part of the step torch.compile takes
+    (its backward is compiled with it; the optimiser's foreach step stays eager)."""
+
+    def loss_of(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(settings.device_type, dtype=torch.bfloat16, enabled=settings.autocast):
+            return F.cross_entropy(model(inputs), targets, label_smoothing=recipe.label_smoothing)
+
+    return loss_of
+
+
+def steps_per_epoch(examples: int, batch_size: int, compiled: bool) -> int:
+    """Optimiser steps of an epoch: every batch, or compiled only the full ones (one shape), unless
+    there is none."""
+    return examples // batch_size if compiled and examples >= batch_size else -(-examples // batch_size)
+
+
 def train(
     model: nn.Module,
     data: Dataset,
@@ -123,10 +182,14 @@ def train(
 
     Raises DivergedError on a NaN/inf loss, so callers can record a failed run instead of crashing.
     """
+    from .prune.unstructured import plain_masked_weights  # here: importing prune_ray.prune loads torch-pruning
+
     torch.manual_seed(seed)
-    cuda = data.device.type == "cuda"
+    settings = DeviceSettings.of(data.device)
     loader = training_batches(data, recipe.batch_size, seed)  # the device's or the streaming loader (data.loader)
-    if cuda:  # tensor cores prefer NHWC while training; bf16 autocast keeps fp32 master weights
+    if data.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one batch shape: each conv's fastest algorithm, chosen once
+    if settings.channels_last:  # tensor cores prefer NHWC while training; bf16 autocast keeps fp32 master weights
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -135,11 +198,17 @@ def train(
         nesterov=recipe.nesterov and recipe.momentum > 0,
         weight_decay=recipe.weight_decay,
     )
-    total_steps = max(1, recipe.epochs * len(loader))
-    warmup_steps = recipe.warmup_epochs * len(loader)
+    eager_steps = len(loader)
+    compiled = compiles(recipe, data.device, recipe.epochs * eager_steps)
+    steps = steps_per_epoch(len(data.train_x), recipe.batch_size, compiled)
+    total_steps = max(1, recipe.epochs * steps)
+    warmup_steps = recipe.warmup_epochs * steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, total_steps, warmup_steps)
     )
+    loss_of = _loss_function(model, recipe, settings)
+    if compiled:
+        loss_of = torch.compile(loss_of, backend=COMPILE_BACKEND, dynamic=False)
 
     batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
     history = []
@@ -149,20 +218,25 @@ def train(
         began = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=data.device)
-        for inputs, targets in loader:
-            if cuda:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(model(inputs), targets, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.bn_l1 > 0:  # subgradient of bn_l1 * sum|gamma|: drives unneeded channels to 0
-                for bn in batchnorms:
-                    bn.weight.grad.add_(torch.sign(bn.weight.detach()), alpha=recipe.bn_l1)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
-        train_loss = float(loss_sum) / len(loader)  # one device sync per epoch, not per batch
+        with plain_masked_weights(model) as reapply_masks:  # masks: one foreach multiply per step, no hooks
+            scales = [bn.weight for bn in batchnorms]
+            for batch, (inputs, targets) in enumerate(loader):
+                if batch == steps:  # compiled: the last, partial batch is dropped (one shape)
+                    break
+                if settings.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                loss = loss_of(inputs, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.bn_l1 > 0:  # subgradient of bn_l1 * sum|gamma|: drives unneeded channels to 0
+                    with torch.no_grad():
+                        torch._foreach_add_([s.grad for s in scales], torch._foreach_sign(scales), alpha=recipe.bn_l1)
+                optimizer.step()
+                if reapply_masks is not None:
+                    reapply_masks()
+                scheduler.step()
+                loss_sum += loss.detach()
+        train_loss = float(loss_sum) / steps  # one device sync per epoch, not per batch
         if not math.isfinite(train_loss):
             raise DivergedError(f"training diverged: loss {train_loss} in epoch {epoch} (lr {recipe.lr})")
         top1, top5 = evaluate(model, data.val_x, data.val_y)
@@ -170,6 +244,6 @@ def train(
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
-    if cuda:  # hand the model back in NCHW, the layout its baseline's latency was measured in
+    if settings.channels_last:  # hand the model back in NCHW, the layout its baseline's latency was measured in
         model.to(memory_format=torch.contiguous_format)
     return history

@@ -57,7 +57,8 @@ LATENCY_PLANS = 5  # a latency budget: plans made from the table and verified by
 LATENCY_HEADROOM = 0.95  # a latency plan is accepted when its measured median keeps this x the budget, at most
 LATENCY_TIMINGS = 3  # a latency budget: paired timings of the final model until one meets it, at most
 # where and how fast a trial runs does not change its result: left out of config_hash
-INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts")
+INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts",
+              "finetune.compile", "baseline.train.compile")
 # (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
 CandidateExecutor = Callable[[str, TrainRecipe, int], "ShortTune | None"]
 
@@ -124,12 +125,13 @@ def within_budget(achieved: float, target: float | None) -> bool:
     return target is None or achieved <= target * (1 + 1e-9)
 
 
-def speed_columns(speed: Speedup) -> dict[str, float]:
+def speed_columns(speed: Speedup) -> dict[str, float | str]:
     """The row's latency columns from the interleaved timing of the baseline and the pruned model."""
     return {
         "latency_ms": speed.pruned.median_ms, "latency_iqr_ms": speed.pruned.iqr_ms,
         "baseline_latency_ms": speed.baseline.median_ms, "speedup_measured": speed.median,
         "speedup_low": speed.low, "speedup_high": speed.high, "latency_keep": 1 / speed.median,
+        "latency_method": speed.method,  # how the samples were timed
     }
 
 

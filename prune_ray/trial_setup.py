@@ -94,15 +94,16 @@ def trial_device(spec: SweepSpec) -> torch.device:
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset_on(name: str, options, device: str) -> Dataset:
+def _dataset_on(name: str, options, device: str, gpu_share: float) -> Dataset:
     data = load_dataset(name, options)
-    return data.placed(torch.device(device), resolve_loader(options.loader, data, torch.device(device)), options.workers)
+    loader = resolve_loader(options.loader, data, torch.device(device), gpu_share)
+    return data.placed(torch.device(device), loader, options.workers)
 
 
 def trial_data(spec: SweepSpec) -> Dataset:
     """The spec's dataset on the trial's device, read once per process: Ray reuses its workers for
     trials and netadapt's candidate tasks, and nothing writes into these tensors."""
-    return _dataset_on(spec.dataset, spec.data, str(trial_device(spec)))
+    return _dataset_on(spec.dataset, spec.data, str(trial_device(spec)), spec.resources.gpu)
 
 
 def calibration_of(data: Dataset) -> Calibration:

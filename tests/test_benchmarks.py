@@ -64,3 +64,27 @@ def test_search_quality_pairs_each_strategy_with_the_best_one_shot_allocation_on
     assert "`magnitude` at 0.02 (best one-shot: lamp); baseline test top-1 per seed: 99.00, 89.00" in text
     assert "| searched-tpe | 91.00 | 81.00 | 86.00 ± 7.07 | +1.00 ± 0.00 |" in text
     assert "| global | 88.00 | 78.00 | 83.00 ± 7.07 | -2.00 ± 0.00 |" in text
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_runs_on_a_cpu_without_ray_or_optuna(tmp_path):
+    """benchmarks/gpu_check.py --tiny: every section runs (no error recorded), the trials' rows come
+    back from Parquet, and neither it nor any process it starts imports Ray or Optuna (a lent GPU
+    machine has neither)."""
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "gpu_check.py"), "--tiny", "--out", str(tmp_path)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["forbidden_modules"] == []
+    loops = report["loops"]
+    assert [row["loop"].split(" (")[0].split(",")[0] for row in loops] == [
+        "prune-ray step", "prune-ray step", "plain PyTorch", "airbench-style"]
+    assert all("error" not in row and row["images_per_s"] > 0 for row in loops), loops
+    assert [row["processes"] for row in report["sharing"]] == [2] and "error" not in report["sharing"][0]
+    rows = report["trials"]["rows"]
+    assert sorted(row["trial_id"] for row in rows) == ["l1_filter-none", "magnitude-none"]
+    assert all(row["status"] == "ok" for row in rows), rows
+    assert "returncode" in report["gpu_tests"] and "skipped" in report["gpu_tests"]["summary"]  # no GPU here
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert "| prune-ray step, compiled |" in markdown and "| l1_filter-none | ok |" in markdown

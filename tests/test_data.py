@@ -151,3 +151,18 @@ def test_train_limit_trains_on_a_seeded_subset_and_keeps_validation_and_test_who
     members = {tuple(row.tolist()) for row in full.train_x.flatten(1)}
     assert all(tuple(row.tolist()) in members for row in limited.train_x.flatten(1))
     assert load_dataset("digits", DataOptions(train_limit=10**6)).train_y.shape == full.train_y.shape
+
+
+def test_auto_loader_weighs_the_data_against_the_trials_share_of_the_card(digits):
+    """resources.gpu 0.25: the data must fit STREAM_FRACTION of a quarter of the card (injected
+    card memory, so this runs without a GPU); a whole card holds them on the device."""
+    from prune_ray.data.loaders import STREAM_FRACTION, dataset_bytes, resolve_loader
+
+    cuda, size = torch.device("cuda"), dataset_bytes(digits)
+    card = int(2 * size / STREAM_FRACTION)  # the data take half of STREAM_FRACTION of the card
+    assert resolve_loader("auto", digits, cuda, gpu_share=1.0, card_memory=card) == "device"
+    assert resolve_loader("auto", digits, cuda, gpu_share=0.5, card_memory=card) == "device"  # just fits
+    assert resolve_loader("auto", digits, cuda, gpu_share=0.25, card_memory=card) == "stream"
+    assert resolve_loader("auto", digits, cuda, gpu_share=2.0, card_memory=card // 4) == "stream"  # one card at most
+    assert resolve_loader("device", digits, cuda, gpu_share=0.25, card_memory=card) == "device"  # asked for
+    assert resolve_loader("auto", digits, torch.device("cpu"), gpu_share=0.25, card_memory=1) == "device"

@@ -1,5 +1,7 @@
 import copy
 
+import pytest
+
 import torch
 import torch.nn as nn
 
@@ -69,6 +71,7 @@ def test_time_model_runs_at_least_the_passes_and_the_time_asked(cnn, digits):
     timing = time_model(cnn.train(), digits.val_x[:8], options)
     assert timing.passes >= 7 and timing.total_ms >= 30.0
     assert 0 < timing.q1_ms <= timing.median_ms <= timing.q3_ms
+    assert timing.method == "wall clock, 1 pass per sample"  # the CPU's path: one pass a sample
     assert cnn.training  # the model's mode is given back
 
 
@@ -110,3 +113,44 @@ def test_two_structured_methods_at_identical_shapes_get_an_interval_containing_o
     assert [p.shape for p in by_l1.parameters()] == [p.shape for p in by_fpgm.parameters()]
     speed = time_paired(by_l1, by_fpgm, batch)
     assert speed.low <= 1.0 <= speed.high, speed
+
+
+# A GPU's samples: K passes between one pair of events. An injected clock (a latency model: a
+# fixed cost per sample for the launch and synchronize, plus each model's kernel time per pass)
+# checks the choice of K and the arithmetic; nothing here is measured.
+
+
+class LaunchBoundClock:
+    def __init__(self, per_pass_ms: dict[int, float], per_sample_ms: float):
+        self.per_pass_ms, self.per_sample_ms, self.calls = per_pass_ms, per_sample_ms, []
+
+    def __call__(self, model, inputs, passes: int) -> float:
+        self.calls.append(passes)
+        return self.per_sample_ms + passes * self.per_pass_ms[id(model)]
+
+
+def test_passes_per_sample_double_until_the_fastest_model_fills_a_sample():
+    from prune_ray.measure import sample_passes
+
+    slow, fast = nn.Linear(2, 2), nn.Linear(2, 2)
+    clock = LaunchBoundClock({id(slow): 0.2, id(fast): 0.01}, per_sample_ms=0.05)
+    options = TimingOptions(sample_min_ms=1.0, max_sample_passes=256)
+    assert sample_passes(clock, [slow], None, options) == 8  # 0.05 + 8 x 0.2 >= 1 (4 passes: 0.85)
+    assert sample_passes(clock, [slow, fast], None, options) == 128  # 0.05 + 128 x 0.01 >= 1
+    assert sample_passes(clock, [fast], None, TimingOptions(sample_min_ms=1.0, max_sample_passes=64)) == 64
+
+
+def test_k_passes_a_sample_see_the_pruned_models_kernels_not_the_launch():
+    """One pass a sample would report (0.5 + 0.2) / (0.5 + 0.05) = 1.27x for a pruned model whose
+    kernels take a quarter of the baseline's; K passes between one pair of events approach 4x."""
+    baseline, pruned = nn.Linear(2, 2), nn.Linear(2, 2)
+    clock = LaunchBoundClock({id(baseline): 0.2, id(pruned): 0.05}, per_sample_ms=0.5)
+    options = TimingOptions(warmup=1, min_passes=5, min_time_ms=0, sample_min_ms=10.0)
+    speed = time_paired(baseline, pruned, torch.zeros(1, 2), options, clock=clock)
+    k = 256  # 0.5 + 128 x 0.05 < 10 <= 0.5 + 256 x 0.05
+    assert speed.method == "injected clock, 256 passes per sample"
+    assert speed.median == pytest.approx((0.5 + k * 0.2) / (0.5 + k * 0.05)) and speed.median > 3.8
+    assert speed.pruned.median_ms == pytest.approx(0.05 + 0.5 / k)
+    assert clock.calls[-10:] == [k] * 10 and speed.baseline.passes == speed.pruned.passes == 5
+    timing = time_model(baseline, torch.zeros(1, 2), options, clock=clock)
+    assert timing.method == "injected clock, 64 passes per sample"  # 0.5 + 64 x 0.2 >= 10

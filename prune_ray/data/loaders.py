@@ -5,8 +5,11 @@
 - `stream`: the training split stays in host memory (pinned on CUDA) and a
   `torch.utils.data.DataLoader` with `data.workers` worker processes cuts and augments the
   batches, copied to the device as they come: for data that does not fit on the device;
-- `auto`: `stream` when the dataset's tensors exceed STREAM_FRACTION of the device's memory (a
-  CUDA device; on the CPU the data are in host memory either way, so `device`).
+- `auto`: `stream` when the dataset's tensors exceed STREAM_FRACTION of the trial's share of the
+  device's memory (`resources.gpu` x the card's memory: trials and netadapt's candidate tasks with
+  a fractional GPU each hold their own copy in their own process, at most 1 / resources.gpu of them
+  per card, so each copy must fit its share); on the CPU the data are in host memory either way, so
+  `device`.
 
 Both draw the epoch's permutation and then its crop offsets and flips from one CPU generator seeded
 alike, and crop and flip with the same `crop_flip`, so for a seed they yield the same batches.
@@ -22,7 +25,7 @@ from ..registry import Registry
 from . import BatchLoader, Dataset, crop_flip, draw_crop_flip
 
 LOADERS = ("auto", "device", "stream")
-STREAM_FRACTION = 0.25  # auto: stream when the dataset's bytes exceed this share of the device's memory
+STREAM_FRACTION = 0.25  # auto: stream when the dataset's bytes exceed this fraction of the trial's device memory
 
 
 def dataset_bytes(data: Dataset) -> int:
@@ -30,14 +33,19 @@ def dataset_bytes(data: Dataset) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def resolve_loader(requested: str, data: Dataset, device: torch.device) -> str:
-    """The loader that runs: the spec's choice, or for `auto` the one the data's size calls for."""
+def resolve_loader(requested: str, data: Dataset, device: torch.device, gpu_share: float = 1.0,
+                   card_memory: int | None = None) -> str:
+    """The loader that runs: the spec's choice, or for `auto` the one the data's size calls for on
+    the trial's `gpu_share` (resources.gpu, capped at 1) of a card of `card_memory` bytes (None:
+    the device's own)."""
     if requested != "auto":
         return requested
     if device.type != "cuda":
         return "device"
-    total = torch.cuda.get_device_properties(device).total_memory
-    return "stream" if dataset_bytes(data) > STREAM_FRACTION * total else "device"
+    if card_memory is None:
+        card_memory = torch.cuda.get_device_properties(device).total_memory
+    share = min(gpu_share, 1.0) * card_memory
+    return "stream" if dataset_bytes(data) > STREAM_FRACTION * share else "device"
 
 
 class _EpochOrder(torch.utils.data.Sampler):

@@ -11,6 +11,10 @@ pooling, additions and framework overhead, taken as unchanged by pruning). The p
 therefore exact at the baseline and falls monotonically as channels are removed; the trial still
 measures the final model and records both.
 
+On a GPU each entry is timed as every latency is (prune_ray.measure): warm, K passes back to back
+between one pair of CUDA events, so that a 10-30 us convolution is timed by its kernels, not by
+its launch and a synchronize; `LatencyTable.method` says how the table was timed.
+
 Tables are cached at `<storage>/latency/<model>-<dataset>-<device>-b<batch>.json`, so trials of
 one sweep (and later sweeps) time each layer once per device and batch size.
 """
@@ -46,6 +50,7 @@ class LatencyTable:
     layers: dict[str, LayerTable]  # by module name in the baseline
     offset_ms: float  # baseline latency minus the layers' sum at full size (ms)
     baseline_ms: float  # the baseline's measured median latency when the table was made (ms)
+    method: str = "wall clock, 1 pass per sample"  # how the baseline was timed (measure.Timing.method)
 
 
 def _counts(full: int, fixed: bool) -> list[int]:
@@ -108,9 +113,9 @@ def build_table(model: nn.Module, batch: torch.Tensor, classifier: str) -> Laten
                 row.append(time_model(probe, x, ENTRY_TIMING).median_ms)
             grid.append(row)
         layers[name] = LayerTable(ins, outs, _monotone(grid))
-    baseline_ms = time_model(model, batch).median_ms
-    table = LatencyTable(layers, 0.0, baseline_ms)
-    return LatencyTable(layers, baseline_ms - layer_sum(table, model), baseline_ms)
+    baseline = time_model(model, batch)
+    table = LatencyTable(layers, 0.0, baseline.median_ms)
+    return LatencyTable(layers, baseline.median_ms - layer_sum(table, model), baseline.median_ms, baseline.method)
 
 
 def _monotone(grid: list[list[float]]) -> list[list[float]]:
@@ -166,9 +171,9 @@ def cached_table(storage: Storage, key: str, model: nn.Module, batch: torch.Tens
     if storage.exists(path):
         data = json.loads(storage.read_bytes(path))
         layers = {name: LayerTable(**layer) for name, layer in data["layers"].items()}
-        return LatencyTable(layers, data["offset_ms"], data["baseline_ms"])
+        return LatencyTable(layers, data["offset_ms"], data["baseline_ms"], data.get("method", LatencyTable.method))
     table = build_table(copy.deepcopy(model), batch, classifier)
     blob = {"layers": {name: vars(layer) for name, layer in table.layers.items()},
-            "offset_ms": table.offset_ms, "baseline_ms": table.baseline_ms}
+            "offset_ms": table.offset_ms, "baseline_ms": table.baseline_ms, "method": table.method}
     storage.write_bytes_atomic(path, json.dumps(blob).encode())
     return table

@@ -190,7 +190,10 @@ ShortTuneFactory = Callable[[TrainRecipe], ShortTune]
 
 
 def _adapt(subject: Subject, budget: float, spec: SweepSpec, short_tunes: ShortTuneFactory) -> Adapted:
-    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0)
+    # every candidate has new shapes: under compile auto its short fine-tune runs eager (a compile
+    # per candidate costs more than its few hundred steps gain)
+    compile = "off" if spec.finetune.compile == "auto" else spec.finetune.compile
+    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0, compile=compile)
     short_tune = short_tunes(recipe)
     result = netadapt(subject.model, subject.method, subject.example, subject.metric, budget,
                       spec.netadapt.step_fraction, short_tune, round_to=subject.round_to, table=subject.table)

@@ -1,12 +1,15 @@
 """Unstructured pruning: masks on individual weights (torch.nn.utils.prune), kept through training.
 
-Pruned weights stay exactly zero while fine-tuning (the mask multiplies the weight in every
-forward pass); `make_masks_permanent` folds them in at the end.
+Pruned weights stay exactly zero while fine-tuning: outside training the mask multiplies the
+weight in every forward pass (torch's forward pre-hook); inside the training loop
+(`plain_masked_weights`) the hooks are set aside, the masked entries zeroed once and zeroed again
+by one `torch._foreach_mul_` after each optimiser step. `make_masks_permanent` folds them in at the end.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import contextlib
+from typing import Callable, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -181,3 +184,63 @@ def make_masks_permanent(model: nn.Module) -> nn.Module:
             if isinstance(hook, torch_prune.BasePruningMethod):
                 torch_prune.remove(module, hook._tensor_name)
     return model
+
+
+def _is_mask_hook(hook: object) -> bool:
+    return isinstance(hook, torch_prune.BasePruningMethod)
+
+
+@contextlib.contextmanager
+def plain_masked_weights(model: nn.Module) -> Iterator[Callable[[], None] | None]:
+    """Inside: every masked weight (torch.nn.utils.prune's `weight_orig` x `weight_mask`) is a plain
+    parameter `weight` again, its masked entries zero and no forward pre-hook multiplying it; yields
+    `reapply`, to be called after each optimiser step (one `torch._foreach_mul_` over all masked
+    weights; None when nothing is masked). The step sees a plain network (no extra ops per layer, one
+    graph for torch.compile) and computes the same function: the masked entries are zero in every
+    forward, and the other entries get the same gradients.
+
+    On leaving, the reparametrisation comes back as it was (parameter order, hooks, `weight`), and
+    the masked entries of `weight_orig` their values from before (the optimiser moved them, the mask
+    zeroed them): what reads them later (magnitude_thresholds: the magnitudes at pruning) reads the
+    values the pruning saw. Call it around the training batches only: pruning and evaluation expect the
+    hooks in place."""
+    entries = []
+    for module in model.modules():
+        names = [hook._tensor_name for hook in module._forward_pre_hooks.values() if _is_mask_hook(hook)]
+        entries += [(module, name) for name in names]
+    if not entries:
+        yield None
+        return
+    saved = []
+    with torch.no_grad():
+        for module, name in entries:
+            orig, mask = module._parameters[f"{name}_orig"], getattr(module, f"{name}_mask")
+            hidden = orig * (1 - mask)  # the masked entries' values, zero elsewhere
+            orig.mul_(mask)
+            order, hooks = list(module._parameters), dict(module._forward_pre_hooks)
+            for key in [key for key, hook in hooks.items() if _is_mask_hook(hook)]:
+                del module._forward_pre_hooks[key]
+            delattr(module, name)  # the plain tensor the pre-hook last computed
+            module._parameters[name] = module._parameters.pop(f"{name}_orig")
+            saved.append((module, name, hidden, order, hooks))
+    weights = [module._parameters[name] for module, name in entries]
+    masks = [getattr(module, f"{name}_mask") for module, name in entries]
+
+    @torch.no_grad()
+    def reapply() -> None:
+        torch._foreach_mul_(weights, masks)
+
+    try:
+        yield reapply
+    finally:
+        with torch.no_grad():
+            for module, name, hidden, order, hooks in saved:
+                orig = module._parameters.pop(name)
+                orig.mul_(getattr(module, f"{name}_mask")).add_(hidden)
+                module._parameters[f"{name}_orig"] = orig
+                parameters = dict(module._parameters)
+                module._parameters.clear()
+                module._parameters.update((key, parameters[key]) for key in order)
+                module._forward_pre_hooks.clear()
+                module._forward_pre_hooks.update(hooks)
+                setattr(module, name, orig * getattr(module, f"{name}_mask"))  # as the pre-hook computes it

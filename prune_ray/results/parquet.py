@@ -31,7 +31,7 @@ from .storage import Storage, open_storage
 # quantizer, quantize_bits_conv, quantize_bits_fc, top1_quantized, time_quantize_s, bytes_encoded,
 # compression_ratio_total; v8 first_proposal (a two-stage search carries it into its final stage);
 # v9 model_uri relative to the sweep's directory (models/<trial_id>; before: an absolute path or
-# URI), status interrupted
+# URI), status interrupted, latency_method (how the latency columns were timed)
 SCHEMA_VERSION = 9
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries.
@@ -98,6 +98,9 @@ TRIAL_COLUMNS = [
     ("bytes_encoded", pa.int64()),  # bytes of the model's files (encoded when quantised), written or not
     ("compression_ratio_total", pa.float64()),  # baseline float32 parameter bytes / bytes_encoded (x)
     ("latency_iqr_ms", pa.float64()),
+    # how latency_ms and its pair were timed: "wall clock, 1 pass per sample" (CPU) or "cuda events, K passes
+    # per sample" (CUDA: K passes between one pair of events, the same K for both models); null if untimed
+    ("latency_method", pa.string()),
     ("baseline_latency_ms", pa.float64()),
     ("latency_predicted_ms", pa.float64()),
     ("params_keep", pa.float64()),
