@@ -324,7 +324,9 @@ class TrialRun:
     def on_epoch(self, stats) -> None:
         self.epochs.append(dataclasses.asdict(stats))
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)  # a stopped trial keeps its curve
-        self.report({"top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch, "status": "running"})
+        # while it fine-tunes, a trial's search score is its epoch's validation top-1 (what ASHA compares)
+        self.report({"search_score": stats.top1, "top1": stats.top1, "top5": stats.top5, "epoch": stats.epoch,
+                     "status": "running"})
 
     def fold_and_quantize(self) -> None:
         """Phase 5: fold the masks into the weights, then quantise them with the operating point's

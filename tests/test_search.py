@@ -48,11 +48,11 @@ def test_points_interleave_and_each_keeps_its_own_study(tmp_path):
     configs = [searcher.suggest(f"t{i}") for i in range(6)]
     assert [c["trial"].point.budget for c in configs] == [0.5, 0.3, 0.5, 0.3, 0.5, 0.3]  # every budget early
     assert searcher.suggest("t6") == Searcher.FINISHED
-    searcher.on_trial_result("t0", {"top1": 0.7, "epoch": 1, "status": "running"})
-    searcher.on_trial_complete("t0", {"top1": 0.9, "status": "ok"})
-    searcher.on_trial_complete("t1", {"top1": 0.0, "status": "failed"})
-    searcher.on_trial_result("t3", {"top1": 0.2, "epoch": 1, "status": "running"})
-    searcher.on_trial_complete("t3", {"top1": 0.2, "epoch": 1, "status": "running"})  # stopped by ASHA
+    searcher.on_trial_result("t0", {"search_score": 0.7, "epoch": 1, "status": "running"})
+    searcher.on_trial_complete("t0", {"search_score": 0.9, "status": "ok"})
+    searcher.on_trial_complete("t1", {"search_score": 0.0, "status": "failed"})
+    searcher.on_trial_result("t3", {"search_score": 0.2, "epoch": 1, "status": "running"})
+    searcher.on_trial_complete("t3", {"search_score": 0.2, "epoch": 1, "status": "running"})  # stopped by ASHA
     # the studies are in Optuna's journal file, where optuna-dashboard reads them
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "s" / "optuna.journal")))
     first = optuna.load_study(study_name="magnitude-budget0.5-steps1-seed0-single", storage=storage)
@@ -71,20 +71,20 @@ def test_a_restored_searcher_continues_its_studies_and_fails_orphans(tmp_path):
     points = [OperatingPoint(0.5, "l1_filter", 0)]
     searcher = GroupedSearcher(points, 4, {"l1_filter": shape_space(2, 0.05)}, "tpe", journal=StudyJournal(open_storage(str(tmp_path)), "s"))
     searcher.suggest("a")
-    searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
+    searcher.on_trial_complete("a", {"search_score": 0.8, "status": "ok"})
     searcher.suggest("b")
     searcher.save(str(tmp_path / "checkpoint.pkl"))
     searcher.suggest("c")  # the driver dies before Tune checkpoints again: c is an orphan
     restored = GroupedSearcher([], 1, {}, "tpe")
     restored.restore(str(tmp_path / "checkpoint.pkl"))
     third = restored.suggest("c2")
-    restored.on_trial_complete("b", {"top1": 0.6, "status": "ok"})
-    restored.on_trial_complete("c2", {"top1": 0.7, "status": "ok"})
+    restored.on_trial_complete("b", {"search_score": 0.6, "status": "ok"})
+    restored.on_trial_complete("c2", {"search_score": 0.7, "status": "ok"})
     study = restored.study(0)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
     assert [t.value for t in study.trials if t.value is not None] == [0.8, 0.6, 0.7]
     assert study.trials[3].params == third["trial"].proposal.values
-    restored.on_trial_complete("b", {"top1": 0.1, "status": "ok"})  # Tune reran b after the resume
+    restored.on_trial_complete("b", {"search_score": 0.1, "status": "ok"})  # Tune reran b after the resume
     assert study.trials[1].value == 0.6  # the first answer stands
 
 
@@ -96,7 +96,7 @@ def test_a_frontier_point_searches_the_kept_fraction_against_accuracy(tmp_path):
         proposal = searcher.suggest(f"t{index}")["trial"].proposal
         assert 0.2 <= proposal.keep <= 0.8
         # an accuracy that grows with the kept fraction, with a penalty on one layer's weight
-        searcher.on_trial_complete(f"t{index}", {"top1": proposal.keep - proposal.values["w000"] / 4,
+        searcher.on_trial_complete(f"t{index}", {"search_score": proposal.keep - proposal.values["w000"] / 4,
                                                  "resource_keep": proposal.keep, "status": "ok"})
     study = searcher.study(0)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -110,15 +110,15 @@ def test_asha_compares_a_trial_only_with_its_own_budget():
         return SimpleNamespace(trial_id=name, config={"trial": TrialConfig(OperatingPoint(budget, "l1_filter", 0))})
 
     strong, weak, weaker = trial("strong", 0.9), trial("weak", 0.1), trial("weaker", 0.1)
-    shared = AsyncHyperBandScheduler(time_attr="epoch", metric="top1", mode="max", max_t=9, grace_period=1,
+    shared = AsyncHyperBandScheduler(time_attr="epoch", metric="search_score", mode="max", max_t=9, grace_period=1,
                                      reduction_factor=3, brackets=1, stop_last_trials=False)
     grouped = GroupedASHA(9, grace_epochs=1)
     decisions = {}
     for name, scheduler in (("shared", shared), ("grouped", grouped)):
         for each in (strong, weak, weaker):
             scheduler.on_trial_add(None, each)
-        scheduler.on_trial_result(None, strong, {"epoch": 1, "top1": 0.95})
-        decisions[name] = [scheduler.on_trial_result(None, each, {"epoch": 1, "top1": top1}) for each, top1 in ((weak, 0.5), (weaker, 0.2))]
+        scheduler.on_trial_result(None, strong, {"epoch": 1, "search_score": 0.95})
+        decisions[name] = [scheduler.on_trial_result(None, each, {"epoch": 1, "search_score": top1}) for each, top1 in ((weak, 0.5), (weaker, 0.2))]
     assert decisions["shared"] == ["STOP", "STOP"]  # one ASHA for all budgets cuts the 0.1 budget's trials
     assert decisions["grouped"] == ["CONTINUE", "STOP"]  # per budget: only the weaker 0.1 trial goes
 
@@ -145,7 +145,7 @@ def test_on_object_storage_the_journal_is_uploaded_at_checkpoints_and_read_back_
     searcher = GroupedSearcher([OperatingPoint(0.5, "l1_filter", 0)], 2, {"l1_filter": shape_space(2, 0.05)}, "tpe",
                                journal=StudyJournal(remote, "s"))
     searcher.suggest("a")
-    searcher.on_trial_complete("a", {"top1": 0.8, "status": "ok"})
+    searcher.on_trial_complete("a", {"search_score": 0.8, "status": "ok"})
     assert not uploaded.exists()  # nothing is appended to the bucket itself
     searcher.save(str(tmp_path / "checkpoint.pkl"))
     assert uploaded.stat().st_size > 0
@@ -183,8 +183,8 @@ def test_asha_never_cuts_a_trial_at_its_last_epoch():
     for each in (strong, weak):
         grouped.on_trial_add(None, each)
     for epoch in (1, 2, 3):
-        assert grouped.on_trial_result(None, strong, {"epoch": epoch, "top1": 0.9}) == "CONTINUE"
-    assert grouped.on_trial_result(None, weak, {"epoch": 3, "top1": 0.1}) == "CONTINUE"
+        assert grouped.on_trial_result(None, strong, {"epoch": epoch, "search_score": 0.9}) == "CONTINUE"
+    assert grouped.on_trial_result(None, weak, {"epoch": 3, "search_score": 0.1}) == "CONTINUE"
     cycles = GroupedASHA(3, grace_epochs=1, per_prune_step=True)  # cycles: 3 epochs per pruning step
     assert cycles.last_epoch(trial("one", 1)) == 3 and cycles.last_epoch(trial("three", 3)) == 9
 
@@ -201,7 +201,7 @@ def test_a_searched_study_starts_at_the_prior_and_cmaes_is_centred_there(tmp_pat
     for index, config in enumerate(configs):
         values = config["trial"].proposal.values
         assert set(values) == set(space) and all(-1.0 <= v <= 1.0 for v in values.values())
-        searcher.on_trial_complete(f"t{index}", {"top1": 0.9 - sum(abs(v) for v in values.values()) / 10, "status": "ok"})
+        searcher.on_trial_complete(f"t{index}", {"search_score": 0.9 - sum(abs(v) for v in values.values()) / 10, "status": "ok"})
     later = [c["trial"].proposal.values for c in configs[2:]]
     assert any(v != 0.0 for values in later for v in values.values())  # then it explores
 

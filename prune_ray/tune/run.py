@@ -90,7 +90,7 @@ def final_stage(spec: SweepSpec, storage, sweep: str, trainable, screened, resum
     from ray import tune
 
     finalists = choose_finalists(
-        [(result.metrics["top1"], result.config["trial"]) for result in screened
+        [(result.metrics["search_score"], result.config["trial"]) for result in screened
          if result.error is None and (result.metrics or {}).get("status") == "ok"],
         spec.search.finalists)
     print(f"[prune-ray] final stage: {len(finalists)} screened proposals fine-tuned for {spec.finetune.epochs} epochs",

@@ -73,7 +73,8 @@ def tune_trial(config: dict[str, Any], context: TrialContext) -> None:
     row = run_trial(config["trial"], context, trial_id, report=tune.report, runtime=runtime)
     tune.report(
         {
-            "top1": search_score(spec, config["trial"], row),
+            "search_score": search_score(spec, config["trial"], row),  # what the search and the final stage rank by
+            "top1": row.get("top1"),  # the row's validation top-1 (the console prints it)
             "top1_pruned": row.get("top1_pruned"),
             "params_keep": row.get("params_keep"),
             "macs_keep": row.get("macs_keep"),
