@@ -56,7 +56,7 @@ def test_a_trial_runs_with_the_gpus_settings_on_the_cpu(gpu_like, method, quanti
     row = rows[(method, quantizer)]
     assert row["status"] == "ok", row.get("error")
     assert 0 < row["top1"] <= 1 and row["top1_pruned"] is not None
-    model = load_pruned(row["model_uri"])  # saved as float32 NCHW, whatever the training ran in
+    model = load_pruned(row, spec.storage)  # saved as float32 NCHW, whatever the training ran in
     for name, tensor in model.state_dict().items():
         assert not tensor.is_floating_point() or tensor.dtype == torch.float32, name
         assert tensor.dim() != 4 or tensor.is_contiguous(), name

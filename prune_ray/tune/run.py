@@ -11,7 +11,7 @@ from ..plan.schedules import shape_key
 from ..plan.sensitivity import cached_scan, densities_from_scan, plot
 from ..points import TrialConfig, operating_points
 from ..prune import get_method
-from ..results.parquet import read_results
+from ..results.parquet import SAVED_SPEC, read_results
 from ..results.storage import Storage, open_storage
 from ..results.summary import summarize
 from ..spec import SweepSpec, spec_to_yaml, stage_epochs
