@@ -1,7 +1,10 @@
 """The searching schedules in real sweeps on one local Ray instance: netadapt's greedy steps as Ray
 tasks, nsga2's frontier without a budget, ASHA early stopping per budget, and the Optuna journal."""
 
+import io
+
 import numpy as np
+import pandas as pd
 import optuna
 import pytest
 from optuna.storages import JournalStorage
@@ -65,9 +68,10 @@ def test_nsga2_without_budget_returns_a_non_dominated_set(tmp_path, local_ray, c
     assert len(rows) >= 2  # a frontier, not one point
     assert "non-dominated rows" in capsys.readouterr().out
     assert analyze.main([str(tmp_path), "--sweep", "s", "--table", "frontier", "--format", "csv"]) == 0
-    table = capsys.readouterr().out
-    # every trial is its own point, so the front is the non-dominated trials (two equal trials both count)
-    assert len(table.strip().splitlines()) - 1 == int(non_dominated(keep, top1).sum())
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    # every trial is its own point, so the front is the non-dominated trials (two equal trials both count);
+    # the table keeps the dominated ones too, flagged (issue 26: marked, not silently dropped)
+    assert len(table) == len(frame) and int((~table["dominated"]).sum()) == int(non_dominated(keep, top1).sum())
 
 
 def test_asha_stops_weak_trials_within_each_budget(tmp_path, local_ray):
