@@ -69,7 +69,7 @@ def read_sweeps(location: str, sweeps: Sequence[str] | None = None, include_scre
     results = pd.concat(frames, ignore_index=True) if frames else read_results(storage, "__none__")
     if usable_rows(results, include_screen).empty:
         where = f"sweep {names[0]!r} in {storage.uri}" if len(names) == 1 else storage.uri
-        left = f"; smoke sweeps left out: {', '.join(smoke)} (--include-smoke reads them)" if smoke else ""
+        left = smoke_left_out(smoke)
         raise BadInput(f"no trials with status 'ok' in {where} ({len(results)} rows read{left}); "
                        "expected <sweep>/trials/*.parquet written by python -m prune_ray.sweep")
     return Loaded(results, names, smoke)
@@ -81,11 +81,16 @@ def load_results(location: str, sweep: str | None = None, include_screen: bool =
     return read_sweeps(location, [sweep] if sweep else None, include_screen, include_smoke=True).results
 
 
+def smoke_left_out(smoke: Sequence[str]) -> str:
+    """The clause naming the smoke sweeps an analysis left out (empty when none were)."""
+    return f"; smoke sweeps left out: {', '.join(smoke)} (--include-smoke reads them)" if smoke else ""
+
+
 def describe_read(loaded: Loaded) -> str:
     """The line naming what the analysis merged."""
     counts = loaded.results.groupby("sweep").size() if len(loaded.results) else {}
     read = ", ".join(f"{name} ({counts.get(name, 0)} rows)" for name in loaded.sweeps)
-    left = f"; smoke sweeps left out: {', '.join(loaded.smoke_left_out)} (--include-smoke reads them)" if loaded.smoke_left_out else ""
+    left = smoke_left_out(loaded.smoke_left_out)
     return f"[prune-ray] read {len(loaded.sweeps)} sweep{'' if len(loaded.sweeps) == 1 else 's'}: {read}{left}"
 
 

@@ -29,7 +29,6 @@ from ray.tune.search import Searcher
 from ..plan import Dimension
 from ..points import OperatingPoint, Proposal, TrialConfig
 from ..results.storage import Storage
-from ..spec import SweepSpec
 
 # (seed, trials per point, the point's space) -> sampler
 SamplerFactory = Callable[[int, int, Mapping[str, Dimension]], optuna.samplers.BaseSampler]
