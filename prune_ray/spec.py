@@ -16,6 +16,7 @@ import typing
 import yaml
 
 from .plan import get_schedule, list_schedules
+from .plan.proxy import PROXIES
 from .prune import get_method, list_methods
 from .prune.iterative import ITERATIVE
 from .spec_inputs import check_inputs
@@ -161,6 +162,7 @@ def _validate_search(spec: SweepSpec) -> None:
     _choice(spec.schedule, list_schedules(), "schedule")
     schedule = get_schedule(spec.schedule)
     _choice(search.early_stopping, EARLY_STOPPING, "search.early_stopping")
+    _choice(search.proxy, PROXIES, "search.proxy")
     if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
         raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
     if not spec.budgets and schedule.takes == "budget":

@@ -25,6 +25,16 @@ class PlanOptions:
     prior: str = "auto"
     log_range: float = 1.0  # theta_i in [-log_range, log_range]: kept fraction x e^theta_i
     min_shape_weight: float = 0.05  # schedule layer_type: lower bound of its two shape weights, in (0, 1]
+    # how close a pruned copy stays to the baseline without fine-tuning (plan.proxy): bn_loss
+    # (validation loss after BatchNorm recalibration), kl (KL divergence from the baseline's
+    # outputs), auto (bn_loss with BatchNorm, else kl); ranks knapsack's curves and race's proposals
+    proxy: str = "auto"
+    # schedule race: the one-shot allocations it starts from (each also enters its final round)
+    portfolio: tuple[str, ...] = ("lamp", "global", "knapsack")
+    proposals: int = 128  # schedule race: proposals per operating point, scored by the proxy alone
+    # schedule race: proposals kept per round (the last: how many race the priors in the final round)
+    race_keep: tuple[int, ...] = (16, 4, 1)
+    race_epochs: tuple[int, ...] = (1, 3)  # schedule race: fine-tuning epochs of each round before the final one
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from .plan import Adapted, Subject, get_schedule, plan_removal
 from .plan.budget import BudgetUnreachableError
 from .plan.latency import LatencyTable, cached_table, predict_ms, table_key
 from .plan.netadapt import ShortTune, local_short_tune
+from .plan.proxy import Scorer, storage_cache
 from .points import TrialConfig
 from .prune import Calibration, get_method
 from .prune.iterative import Cadence, FineTune, evaluate_pruned, prune_and_finetune
@@ -233,8 +234,9 @@ class TrialRun:
         table = self.latency_table(model, device, timing_batch) if self.metric == "latency" else None
         counted = {"params": base.params, "macs": base.macs}
         resource = predict_ms(table, model) if table is not None else counted[self.metric]
+        scorer = Scorer.of(model, data, self.spec.search.proxy, storage_cache(self.storage, baseline.key))
         subject = Subject(model, self.method, self.method.layers(model, example), example, self.metric, resource,
-                          self.spec.prune.round_to, table)
+                          self.spec.prune.round_to, table, scorer)
         self.state = dataclasses.replace(self.state, data=data, reference=copy.deepcopy(model), base=base,
                                          timing_batch=timing_batch, table=table, subject=subject,
                                          calibration=calibration_of(data))
@@ -261,7 +263,15 @@ class TrialRun:
             point = config.point.ratio if schedule.takes == "ratios" else config.target_keep
             removed = plan_removal(schedule.name, state.subject, point, config.proposal, self.spec.search)
         self.state = dataclasses.replace(state, adapted=adapted, removed=removed)
+        self.row["search_epochs"] = adapted.search_epochs if adapted is not None else 0
+        self.record_proxy()
         self.row["time_prune_s"] = time.perf_counter() - began
+
+    def record_proxy(self) -> None:
+        """The plan's proxy (plan.proxy): the baseline pruned as planned, in one step, not fine-tuned."""
+        subject, state = self.state.subject, self.state
+        pruned = self.method.prune(copy.deepcopy(subject.model), state.removed, state.calibration)
+        self.row["proxy"], self.row["proxy_score"] = subject.scorer.proxy, subject.scorer.damage(pruned)
 
     def plan_latency(self, schedule: str, budget: float) -> dict[str, int]:
         """A latency budget: the table's plan, verified on a pruned copy timed beside the baseline;
@@ -298,7 +308,9 @@ class TrialRun:
         began, state = time.perf_counter(), self.state
         tuning = FineTune(state.data, self.recipe, self.config.point.seed, on_epoch=self.on_epoch, on_pruned=self.on_pruned,
                           recalibration=state.data.train_head(RECALIBRATION_EXAMPLES)[0])
-        if state.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
+        if state.adapted is not None and state.adapted.finetuned:  # a race's winner, fine-tuned in its final round
+            model = state.adapted.model
+        elif state.adapted is not None:  # already pruned, step by step: NetAdapt's long fine-tune
             model = state.adapted.model
             evaluate_pruned(model, tuning)
             train(model, state.data, self.recipe, seed=tuning.seed, on_epoch=self.on_epoch)

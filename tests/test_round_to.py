@@ -7,6 +7,7 @@ import pytest
 
 from prune_ray.measure import resource
 from prune_ray.plan import Proposal, Subject, get_schedule, list_schedules, plan_removal
+from prune_ray.plan.proxy import Scorer
 from prune_ray.plan.budget import rounded, rounded_removal
 from prune_ray.plan.netadapt import local_short_tune, netadapt
 from prune_ray.prune import Calibration, get_method
@@ -41,7 +42,8 @@ def test_rounding_keeps_multiples_and_never_removes_more():
 @pytest.mark.parametrize("budget", [0.3])
 def test_every_schedule_keeps_multiples_and_meets_the_budget(schedule, budget, cnn, digits):
     method, x = get_method("l1_filter"), digits.example_inputs(1)
-    subject = Subject(cnn, method, method.layers(cnn, x), x, "macs", resource(cnn, x, "macs"), ROUND_TO)
+    subject = Subject(cnn, method, method.layers(cnn, x), x, "macs", resource(cnn, x, "macs"), ROUND_TO,
+                      scorer=Scorer.of(cnn, digits))
     point = budget if get_schedule(schedule).takes == "budget" else 1 - budget  # fixed: a ratio
     removed = plan_removal(schedule, subject, point, Proposal(MIXED))
     pruned = method.prune(copy.deepcopy(cnn), removed, Calibration(x))

@@ -9,6 +9,7 @@ from prune_ray.prune import Calibration, get_method, ratios_to_counts
 from prune_ray.plan import PlanOptions, Proposal, Subject, get_schedule, list_schedules, plan_removal
 from prune_ray.plan.allocations import lamp_scores, unit_scores
 from prune_ray.plan.densities import erk_densities, densities_of, project_densities
+from prune_ray.plan.proxy import Scorer
 from prune_ray.plan.searched import theta_key
 from prune_ray.spec import SweepSpec
 
@@ -22,9 +23,26 @@ def achieved(cnn, method, removed, x, metric):
     return resource(method.prune(copy.deepcopy(cnn), removed, Calibration(x)), x, metric)
 
 
-def subject_of(model, method, x, metric=None):
+_CURVES: dict = {}  # knapsack's sensitivity curves, per (weights, curve): computed once per test process
+
+
+def memo(model):
+    fingerprint = float(sum(parameter.detach().double().abs().sum() for parameter in model.parameters()))
+
+    def cache(name, compute):
+        key = (fingerprint, name)
+        if key not in _CURVES:
+            _CURVES[key] = compute()
+        return _CURVES[key]
+
+    return cache
+
+
+def subject_of(model, method, x, metric=None, data=None):
+    """The subject a trial would plan for; with `data`, its proxy scorer too (knapsack, race)."""
     metric = metric or method.default_metric
-    return Subject(model, method, method.layers(model, x), x, metric, resource(model, x, metric))
+    scorer = Scorer.of(model, data, cache=memo(model)) if data is not None else None
+    return Subject(model, method, method.layers(model, x), x, metric, resource(model, x, metric), scorer=scorer)
 
 
 def test_every_schedule_is_a_registry_entry_that_plans_one_way():
@@ -44,7 +62,7 @@ def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget,
     method = get_method(method_name)
     metric = method.default_metric
     x = digits.example_inputs(1)
-    subject = subject_of(cnn, method, x)
+    subject = subject_of(cnn, method, x, data=digits)
     try:
         get_schedule(schedule).check(SweepSpec(), subject)
     except ValueError as refusal:

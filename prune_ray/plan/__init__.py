@@ -16,7 +16,7 @@ entry branches on a schedule's name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,9 @@ from .budget import ResourceFn, measured_resource_fn
 from .latency import LatencyTable
 
 from ..spec_types import PlanOptions, SweepSpec
+
+if TYPE_CHECKING:
+    from .proxy import Scorer
 
 TAKES = ("budget", "ratios")
 
@@ -65,6 +68,7 @@ class Subject:
     baseline_resource: float | None  # that resource of `model` (None: not known before the trial, a latency probed in preflight)
     round_to: int = 1  # every layer keeps a multiple of this many units, or all (prune.round_to)
     table: LatencyTable | None = None  # metric "latency": the model's latency lookup table
+    scorer: "Scorer | None" = None  # the proxy (plan.proxy) on the trial's data: knapsack's curves, race's first round
 
     def resource_fn(self) -> ResourceFn:
         """Resource of the model pruned with given counts, measured on a pruned copy."""
@@ -79,6 +83,10 @@ class Adapted:
     model: nn.Module
     removed: dict[str, int]
     trace: list[dict]
+    # the model is already fine-tuned for the trial's full epochs (a race's final round): the trial
+    # only evaluates it; False: the trial fine-tunes it (netadapt)
+    finetuned: bool = False
+    search_epochs: int = 0  # fine-tuning epochs spent before the trial's own (candidates, rounds; summed)
 
 
 # (subject, the point's budget or ratio(s), the proposal, options) -> units removed per layer
@@ -159,4 +167,4 @@ def plan_removal(schedule: str, subject: Subject, point: float | Mapping[str, fl
     return entry.plan(subject, point, proposal, options)
 
 
-from . import allocations, netadapt, schedules, searched  # noqa: E402,F401  (registers the built-in schedules)
+from . import allocations, knapsack, netadapt, race, schedules, searched  # noqa: E402,F401  (registers the built-in schedules)

@@ -36,6 +36,11 @@ class Candidate:
     removed: int  # units removed from `layer` on top of the current model
     resource: float  # absolute resource of the current model pruned so (measured on a pruned copy)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Units removed per layer (plan.race's candidates are whole plans)."""
+        return {self.layer: self.removed}
+
 
 @dataclass(frozen=True)
 class CandidateOutcome:
@@ -75,9 +80,10 @@ def short_tune_candidate(
     calibration: Calibration,
     seed: int,
 ) -> tuple[float, nn.Module]:
-    """(validation top-1, model) of a copy of `model` pruned as `candidate` says and fine-tuned for
-    recipe.epochs (0: candidates are ranked by their accuracy right after pruning)."""
-    pruned = method.prune(copy.deepcopy(model), {candidate.layer: candidate.removed}, calibration)
+    """(validation top-1, model) of a copy of `model` pruned as `candidate` says (its `counts`: one
+    layer's for netadapt, a whole plan for the race) and fine-tuned for recipe.epochs (0: candidates
+    are ranked by their accuracy right after pruning)."""
+    pruned = method.prune(copy.deepcopy(model), candidate.counts, calibration)
     train(pruned, data, recipe, seed=seed)
     top1, _ = evaluate(pruned, data.val_x, data.val_y)
     return top1, pruned
@@ -200,7 +206,8 @@ def _adapt(subject: Subject, budget: float, spec: SweepSpec, short_tunes: ShortT
     trace = [dataclasses.asdict(step) | {"step": step.index} for step in result.steps]
     for row in trace:
         row.pop("index")
-    return Adapted(result.model, result.removed, trace)
+    return Adapted(result.model, result.removed, trace,
+                   search_epochs=sum(step.candidates for step in result.steps) * recipe.epochs)
 
 
 def _validate(spec: SweepSpec) -> None:

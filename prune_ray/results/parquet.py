@@ -31,8 +31,11 @@ from .storage import Storage, open_storage
 # quantizer, quantize_bits_conv, quantize_bits_fc, top1_quantized, time_quantize_s, bytes_encoded,
 # compression_ratio_total; v8 first_proposal (a two-stage search carries it into its final stage);
 # v9 model_uri relative to the sweep's directory (models/<trial_id>; before: an absolute path or
-# URI), status interrupted, latency_method (how the latency columns were timed)
-SCHEMA_VERSION = 9
+# URI), status interrupted, latency_method (how the latency columns were timed); v10 proxy,
+# proxy_score (plan.proxy of the plan before fine-tuning), search_epochs (fine-tuning spent by the
+# schedule besides the trial's own: a race's rounds, netadapt's candidates); the step files hold a
+# race's rows too (proposal, prior, is_prior, round, epochs, proxy_kl, proxy_loss)
+SCHEMA_VERSION = 10
 # running: written when fine-tuning starts and replaced by the trial's final row; one still running
 # when the sweep ends was stopped early (ASHA; finetune_epochs says when) or died past its retries.
 # interrupted: the sweep was stopped (SIGINT, SIGTERM) before the trial finished; --resume reruns it
@@ -85,6 +88,11 @@ TRIAL_COLUMNS = [
     ("test_top1", pa.float64()),
     ("test_top5", pa.float64()),
     ("finetune_epochs", pa.int64()),
+    # fine-tuning epochs the schedule spent before the trial's own, summed over its candidates (a race's
+    # rounds and the priors of its final round; netadapt's short fine-tunes); 0 for one-shot schedules
+    ("search_epochs", pa.int64()),
+    ("proxy", pa.string()),  # plan.proxy's kind: bn_loss or kl (search.proxy resolved for the model)
+    ("proxy_score", pa.float64()),  # that proxy of the baseline pruned as planned, before fine-tuning (lower: closer)
     ("params", pa.int64()),
     ("params_nonzero", pa.int64()),
     ("macs", pa.int64()),
@@ -134,7 +142,7 @@ EPOCH_COLUMNS = [
     ("seconds", pa.float64()),
 ]
 
-STEP_COLUMNS = [
+STEP_COLUMNS = [  # netadapt's steps and the race's proposals per round (the other's columns null)
     *KEY_COLUMNS,
     ("step", pa.int64()),
     ("layer", pa.string()),  # the layer the step pruned
@@ -142,7 +150,14 @@ STEP_COLUMNS = [
     ("candidates", pa.int64()),  # layers tried in the step
     ("task_processes", pa.int64()),  # Ray worker processes that fine-tuned them (0: the trial itself)
     ("resource_keep", pa.float64()),  # budgeted resource after the step / baseline's
-    ("top1", pa.float64()),  # the winner's val top-1 after its short fine-tune
+    ("top1", pa.float64()),  # netadapt: the winner's val top-1 after its short fine-tune; race: the proposal's, after the round
+    ("proposal", pa.int64()),  # race: the proposal's index (the priors first)
+    ("prior", pa.string()),  # race: the portfolio allocation it was drawn around (or is)
+    ("is_prior", pa.bool_()),  # race: the proposal is that allocation itself
+    ("round", pa.int64()),  # race: 0 proxy only, then each fine-tuning round (the last: the final round)
+    ("epochs", pa.int64()),  # race: the round's fine-tuning epochs
+    ("proxy_kl", pa.float64()),  # race: KL divergence from the baseline's outputs (plan.proxy)
+    ("proxy_loss", pa.float64()),  # race: validation loss after BatchNorm recalibration (plan.proxy's bn_loss)
 ]
 
 TRIAL_SCHEMA, EPOCH_SCHEMA, STEP_SCHEMA = (pa.schema(columns) for columns in (TRIAL_COLUMNS, EPOCH_COLUMNS, STEP_COLUMNS))
