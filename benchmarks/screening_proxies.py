@@ -42,7 +42,7 @@ from prune_ray.prune.iterative import Cadence, FineTune, prune_and_finetune
 from prune_ray.prune.unstructured import make_masks_permanent
 from prune_ray.spec import SweepSpec
 from prune_ray.train import TrainRecipe, evaluate, recalibrate_batchnorm, train
-from prune_ray.trial import RECALIBRATION_EXAMPLES
+from prune_ray.train import RECALIBRATION_EXAMPLES
 from prune_ray.trial_setup import calibration_of, obtain_baseline, trial_data
 
 POINTS = ("magnitude@0.02", "magnitude@0.05", "l1_filter@0.2", "l1_filter@0.1")

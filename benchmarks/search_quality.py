@@ -1,161 +1,235 @@
-"""Does the searched schedule beat the best one-shot allocation? Every strategy side by side on
-digits, 3 seeds, under tight budgets.
+"""Does the race beat the best one-shot allocation, at equal fine-tuning cost? Paired over seeds.
 
-    python benchmarks/search_quality.py [--seeds 0 1 2] [--samples 8] [--screen-samples 16]
-        [--finetune-epochs 3] [--storage benchmarks/out/quality] [--only magnitude]
-        [--strategies lamp global searched-tpe ...]
+    OMP_NUM_THREADS=1 python benchmarks/search_quality.py [--mnist ../shared/data/mnist]
+        [--points lenet5 lenet5_caffe digits] [--seeds 0 1 2 3 4] [--workers 2]
+        [--train-limit 5000] [--finetune-epochs 2] [--storage ~/.cache/prune-ray-bench/quality]
+    python benchmarks/search_quality.py --report-only --storage ...
 
-Methods and budgets: `magnitude` at 0.05 and 0.02 of the nonzero params, `l1_filter` at 0.2 and 0.1
-of the MACs. Strategies: the one-shot allocations uniform, global, lamp, erk (weights only) and
-sensitivity (1 trial per operating point: each fine-tuned once), and the searched schedule
-(log-multipliers around its prior, trial 0 = the prior) with the TPE and CMA-ES samplers,
-each without screening (--samples trials, every one fine-tuned: --samples times the fine-tuning
-of a one-shot allocation) and with BatchNorm-recalibration screening (--screen-samples proposals
-ranked without fine-tuning, only the best fine-tuned: the same fine-tuning as a one-shot
-allocation), and TPE with screening by one epoch of fine-tuning (`searched-tpe-epoch`:
---screen-samples proposals fine-tuned for 1 epoch, the best 2 for the full epochs). Each strategy is
-one real sweep (python -m prune_ray.sweep) over both budgets and every seed; the baselines are
-trained once per seed and shared through the store.
+Points: `magnitude` at 0.02 and 0.01 of the nonzero parameters and `l1_filter` at 0.2 and 0.1 of
+the MACs, on real MNIST with LeNet-5 (`lenet5`) and the wider Caffe LeNet-5 (`lenet5_caffe`), and
+on digits (`digits_cnn`). MNIST trains on a seeded subset of --train-limit images (validation and
+test splits whole: 6,000 and 10,000), baselines 10 epochs; MNIST points are left out when the
+MNIST files are absent (a fresh clone).
 
-The table is `python -m prune_ray.analyze <storage> --table strategies`: per run (seed) the trial
-a strategy picks (best validation top-1), mean ± std over seeds of its validation and test top-1,
-and the fine-tuning epochs and seconds it spent. The screening score's quality is the Spearman rank
-correlation, over the trials of each unscreened search, between the accuracy right after pruning
-(raw, and after BatchNorm recalibration) and the final top-1 after fine-tuning.
+Strategies, each one trial per (point, seed) on that seed's baseline: the one-shot allocations
+`uniform`, `global`, `lamp`, `knapsack` fine-tuned --finetune-epochs epochs; the race (`race`, the
+schedule's defaults: 128 proposals, 16 -> 4 -> 1 at 1 and 3 epochs, then the portfolio lamp,
+global, knapsack at the full epochs); and `global`, `lamp`, `knapsack` fine-tuned for the race's
+total epochs in one long fine-tune (`<name>-long`): "search vs more fine-tuning". Every trial is
+`prune_ray.trial.run_trial`, the code Ray Tune's trainable runs, here in a process pool (no Ray:
+a trial's result does not depend on who schedules it), writing the usual Parquet rows, one sweep
+directory per (model, method, strategy), so `python -m prune_ray.analyze <storage> --table
+strategies` reads them too.
 
-The seeds' baselines differ (at 0.02 of the weights `lamp` ends at 86-94% test top-1 depending on
-the seed's baseline), and every strategy of a seed prunes that seed's baseline, so the spread over
-seeds of one strategy mostly measures the baselines. The paired table says what a strategy changes:
-per seed, its picked trial's test top-1 minus that of the best one-shot allocation (the one with
-the highest mean test top-1) on the same baseline, mean ± std over seeds.
+Printed: per point, each strategy's test top-1 per seed, its total fine-tuning epochs, and its
+paired difference from the best one-shot allocation at equal epochs and from the best long
+one-shot fine-tune (mean and 95% t-interval over seeds); then the proxies' Spearman rank
+correlation with the top-1 after each of the race's rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 
-from prune_ray.results import read_results
-from prune_ray.results.frontier import in_pick_order, usable_rows
-from prune_ray.results.tables import render
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_papers import unpack_mnist  # noqa: E402
 
-METHODS = {"magnitude": [0.05, 0.02], "l1_filter": [0.2, 0.1]}
-ONE_SHOT = ("uniform", "global", "lamp", "erk", "sensitivity")
-WEIGHTS_ONLY = ("erk",)
+from prune_ray.results import read_results, read_steps  # noqa: E402
+from prune_ray.results.parquet import SAVED_SPEC  # noqa: E402
+from prune_ray.results.storage import open_storage  # noqa: E402
+from prune_ray.spec import spec_from_yaml, spec_to_yaml  # noqa: E402
+
+POINTS = {"magnitude": (0.02, 0.01), "l1_filter": (0.2, 0.1)}
+MODELS = {"lenet5": "mnist", "lenet5_caffe": "mnist", "digits": "digits"}  # --points name -> dataset
+ZOO = {"lenet5": "lenet5", "lenet5_caffe": "lenet5_caffe", "digits": "digits_cnn"}
+ONE_SHOT = ("uniform", "global", "lamp", "knapsack")
+LONG = ("global", "lamp", "knapsack")
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
-def strategies(samples: int, screen_samples: int) -> dict[str, str]:
-    """name -> the spec lines that make the strategy."""
-    found = {name: f"schedule: {name}\nsearch: {{max_concurrent: 2}}\n" for name in ONE_SHOT}
-    for sampler in ("tpe", "cmaes"):
-        found[f"searched-{sampler}"] = (f"schedule: searched\nsearch: {{sampler: {sampler}, num_samples: {samples}, "
-                                        "max_concurrent: 2}\n")
-        found[f"searched-{sampler}-screen"] = (
-            f"schedule: searched\nsearch: {{sampler: {sampler}, num_samples: {screen_samples}, max_concurrent: 2, "
-            "screen_bn: true, finalists: 1}\n")
-    found["searched-tpe-epoch"] = (f"schedule: searched\nsearch: {{sampler: tpe, num_samples: {screen_samples}, "
-                                   "max_concurrent: 2, screen_epochs: 1, finalists: 2}\n")
+def spec_text(point: str, method: str, schedule: str, epochs: int, args) -> str:
+    data = ("data: {root: %s, download: false, val_fraction: 0.1, train_limit: %d}\n" % (args.data_root, args.train_limit)
+            if MODELS[point] == "mnist" else "")
+    return (f"name: quality\nmodel: {ZOO[point]}\ndataset: {MODELS[point]}\n{data}methods: [{method}]\n"
+            f"budgets: {list(POINTS[method])}\nschedule: {schedule}\nseeds: {list(args.seeds)}\n"
+            f"baseline: {{train: {{epochs: 10}}}}\nfinetune: {{epochs: {epochs}, lr: 0.01}}\n"
+            f"measure: {{latency_repeats: 3, latency_min_time_ms: 20}}\nartifacts: {{save: none}}\n"
+            f"storage: {args.storage}\n")
+
+
+def race_epochs(spec) -> int:
+    """Total fine-tuning epochs of one race: its rounds, then the last round's survivors and the portfolio."""
+    search = spec.search
+    rounds = sum(keep * epochs for keep, epochs in zip(search.race_keep[:-1], search.race_epochs))
+    return rounds + (search.race_keep[-1] + len(search.portfolio)) * spec.finetune.epochs
+
+
+def sweeps(point: str, method: str, args) -> dict[str, object]:
+    """strategy -> its spec."""
+    race = spec_from_yaml(spec_text(point, method, "race", args.finetune_epochs, args), "race")
+    found = {name: spec_from_yaml(spec_text(point, method, name, args.finetune_epochs, args), name) for name in ONE_SHOT}
+    found["race"] = race
+    for name in LONG:
+        found[f"{name}-long"] = spec_from_yaml(spec_text(point, method, name, race_epochs(race), args), name)
     return found
 
 
-def spearman(a: pd.Series, b: pd.Series) -> float:
-    return float(a.rank().corr(b.rank()))
+def run_one(job: tuple) -> str:
+    spec_yaml, sweep, method, budget, seed = job
+    import torch
+
+    torch.set_num_threads(1)
+    from prune_ray.points import OperatingPoint, TrialConfig
+    from prune_ray.results.parquet import read_trial
+    from prune_ray.trial import TrialContext, run_trial
+
+    spec = spec_from_yaml(spec_yaml, sweep)
+    trial_id = f"{method}-{budget:g}-s{seed}"
+    context = TrialContext(spec, sweep, {}, None)
+    done = read_trial(context.storage, sweep, trial_id)
+    if done is not None and done["status"] == "ok":
+        return f"{sweep}/{trial_id}: kept"
+    began = time.perf_counter()
+    row = run_trial(TrialConfig(OperatingPoint(budget, method, seed)), context, trial_id)
+    return f"{sweep}/{trial_id}: {row['status']} test top-1 {row.get('test_top1')} in {time.perf_counter() - began:.0f} s"
 
 
-def screening_correlations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per unscreened searched operating point and seed: Spearman of the pruned accuracies with top-1."""
-    searched = frame[(frame["schedule"] == "searched") & (frame["stage"] == "single") & (frame["status"] == "ok")]
-    rows = []
-    for (method, budget, seed, sweep), trials in searched.groupby(["method", "budget", "seed", "sweep"]):
-        if len(trials) >= 4:
-            rows.append({"method": method, "budget": budget, "seed": seed, "sweep": sweep, "trials": len(trials),
-                         "raw": spearman(trials["top1_pruned"], trials["top1"]),
-                         "bn": spearman(trials["top1_pruned_bn"], trials["top1"])})
-    return pd.DataFrame(rows)
+def train_baselines(spec_yaml: str, seed: int) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    from prune_ray.trial_setup import obtain_baseline, trial_data
+
+    spec = spec_from_yaml(spec_yaml, "baseline")
+    baseline = obtain_baseline(spec, trial_data(spec), seed)
+    return f"baseline {spec.model} seed {seed}: test top-1 {baseline.test_top1:.4f}"
 
 
-def picks(frame: pd.DataFrame, stamp: str) -> pd.DataFrame:
-    """Per (method, budget, strategy, seed): the picked trial (best validation top-1 of the fully
-    fine-tuned trials, fewer resources kept breaking ties) and the seed's baseline test top-1."""
-    rows = usable_rows(frame)  # ok rows, no screening stage, with `keep`
-    rows["strategy"] = [sweep[len(method) + 1: -len(stamp) - 1] for sweep, method in zip(rows["sweep"], rows["method"])]
-    return in_pick_order(rows).drop_duplicates(["method", "budget", "strategy", "seed"])[
-        ["method", "budget", "strategy", "seed", "top1", "test_top1", "baseline_test_top1"]]
+def interval(values: pd.Series) -> str:
+    n = len(values)
+    if n < 2:
+        return f"{values.mean():+.2f}"
+    half = T_975.get(n, 1.96) * values.std() / math.sqrt(n)
+    return f"{values.mean():+.2f} [{values.mean() - half:+.2f}, {values.mean() + half:+.2f}]"
 
 
-def paired_table(picked: pd.DataFrame) -> str:
-    """Markdown: per method and budget, each strategy's test top-1 per seed, and its difference from
-    the best one-shot allocation's on the same seed (mean ± std over seeds), in %."""
-    sections = []
-    for (method, budget), rows in picked.groupby(["method", "budget"], sort=False):
-        test = rows.pivot(index="strategy", columns="seed", values="test_top1") * 100
-        one_shot = test.loc[test.index.isin(ONE_SHOT)]
-        if one_shot.empty:
+def paired_tables(frame: pd.DataFrame) -> str:
+    """Markdown, per point: each strategy's test top-1 per seed (%), total fine-tuning epochs, and
+    its paired difference from the best one-shot allocation at equal epochs and from the best long
+    fine-tune (mean and 95% t-interval over the seeds every strategy has)."""
+    frame = frame[frame["sweep"].str.startswith("q-") & frame["status"].eq("ok")].copy()
+    frame["strategy"] = [str(sweep).split("--")[-1] for sweep in frame["sweep"]]
+    frame["epochs"] = frame["finetune_epochs"].fillna(0) + frame["search_epochs"].fillna(0)
+    out = []
+    for (model, method, budget), rows in frame.groupby(["model", "method", "budget"], sort=False):
+        test = rows.pivot_table(index="strategy", columns="seed", values="test_top1") * 100
+        epochs = rows.groupby("strategy")["epochs"].mean()
+        seeds = [seed for seed in test.columns if test[seed].notna().all()]
+        test = test[seeds]
+        one_shot = test.loc[test.index.isin(ONE_SHOT)].mean(axis=1)
+        long = test.loc[test.index.str.endswith("-long")].mean(axis=1)
+        if one_shot.empty or not seeds:
             continue
-        best = one_shot.mean(axis=1).idxmax()
-        diff = test.sub(test.loc[best], axis=1)
+        best, best_long = one_shot.idxmax(), (long.idxmax() if len(long) else None)
         base = rows.drop_duplicates("seed").set_index("seed")["baseline_test_top1"] * 100
-        seeds = list(test.columns)
-        lines = [f"`{method}` at {budget:g} (best one-shot: {best}); baseline test top-1 per seed: "
-                 + ", ".join(f"{base[seed]:.2f}" for seed in seeds), "",
-                 "| strategy | " + " | ".join(f"seed {seed}" for seed in seeds) + f" | mean ± std | minus {best}, mean ± std |",
-                 "| --- |" + " --- |" * (len(seeds) + 2)]
+        resource = "params" if rows["budget_metric"].iloc[0] == "params" else rows["budget_metric"].iloc[0]
+        out += [f"`{model}` `{method}` at {budget:g} of the {resource}, {len(seeds)} seeds; baseline test top-1 "
+                + ", ".join(f"{base[s]:.2f}" for s in seeds) + f"; best one-shot: {best}"
+                + (f", best long: {best_long}" if best_long else ""), "",
+                "| strategy | epochs | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean | minus {best} (95% CI) |"
+                + (f" minus {best_long} (95% CI) |" if best_long else ""),
+                "| --- | --- |" + " --- |" * (len(seeds) + 2) + (" --- |" if best_long else "")]
         for strategy in test.mean(axis=1).sort_values(ascending=False).index:
-            values, delta = test.loc[strategy], diff.loc[strategy]
-            lines.append(f"| {strategy} | " + " | ".join(f"{value:.2f}" for value in values)
-                         + f" | {values.mean():.2f} ± {values.std():.2f} | {delta.mean():+.2f} ± {delta.std():.2f} |")
-        sections.append("\n".join(lines))
-    return "\n\n".join(sections) + "\n"
+            values = test.loc[strategy]
+            line = (f"| {strategy} | {epochs[strategy]:g} | " + " | ".join(f"{v:.2f}" for v in values)
+                    + f" | {values.mean():.2f} | {interval(values - test.loc[best])} |")
+            out.append(line + (f" {interval(values - test.loc[best_long])} |" if best_long else ""))
+        out.append("")
+    return "\n".join(out)
+
+
+def proxy_correlations(storage: str, sweeps: list[str]) -> pd.DataFrame:
+    """Per race sweep and round: Spearman of each proxy (sign flipped: lower proxy, closer) with the
+    validation top-1 the round's entrants reached, mean and std over runs."""
+    rows = []
+    for sweep in sweeps:
+        steps = read_steps(storage, sweep, "race")
+        for (trial, round_), entrants in steps[steps["round"] > 0].groupby(["trial_id", "round"]):
+            if len(entrants) >= 3:
+                rows.append({"sweep": sweep.split("--")[0], "round": int(round_), "entrants": len(entrants),
+                             "kl": -entrants["proxy_kl"].rank().corr(entrants["top1"].rank()),
+                             "bn_loss": -entrants["proxy_loss"].rank().corr(entrants["top1"].rank())})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).groupby(["sweep", "round"]).agg(
+        entrants=("entrants", "mean"), kl=("kl", "mean"), kl_std=("kl", "std"), bn_loss=("bn_loss", "mean"),
+        bn_loss_std=("bn_loss", "std"), runs=("kl", "size")).reset_index()
+
+
+def report(storage: str) -> None:
+    frame = read_results(storage)
+    print(paired_tables(frame))
+    races = sorted(sweep for sweep in frame["sweep"].unique() if sweep.startswith("q-") and sweep.endswith("--race"))
+    correlations = proxy_correlations(storage, races)
+    if len(correlations):
+        print("Spearman rank correlation of each proxy (sign flipped: a lower proxy is closer) with the validation "
+              "top-1 after each round of the race, over the round's entrants; mean and std over runs:\n")
+        print(correlations.to_string(index=False, float_format=lambda value: f"{value:.2f}"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=8, help="trials per point of an unscreened search")
-    parser.add_argument("--screen-samples", type=int, default=16, help="proposals per point a screened search ranks")
-    parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--storage", default=os.path.join("benchmarks", "out", "quality"))
-    parser.add_argument("--only", nargs="+", choices=sorted(METHODS), help="run only these methods")
-    parser.add_argument("--strategies", nargs="+", help="run only these strategies (names as in strategies())")
+    parser.add_argument("--mnist", default=os.path.join("..", "shared", "data", "mnist"))
+    parser.add_argument("--points", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--methods", nargs="+", default=list(POINTS), choices=list(POINTS))
+    parser.add_argument("--strategies", nargs="+", help="only these (names as printed)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--train-limit", type=int, default=5000)
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--storage", default=os.path.expanduser("~/.cache/prune-ray-bench/quality"))
+    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    known = strategies(args.samples, args.screen_samples)
-    unknown = sorted(set(args.strategies or ()) - set(known))
-    if unknown:
-        parser.error(f"--strategies: unknown {', '.join(unknown)}; allowed: {', '.join(known)}")
-
-    os.makedirs(args.storage, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for method in args.only or METHODS:
-        for name, lines in known.items():
-            if (name in WEIGHTS_ONLY and method != "magnitude") or (args.strategies and name not in args.strategies):
-                continue
-            spec_path = os.path.join(args.storage, f"{method}-{name}.yaml")
-            with open(spec_path, "w") as handle:
-                handle.write(f"name: quality\nmethods: [{method}]\nbudgets: {METHODS[method]}\nseeds: {args.seeds}\n"
-                             f"finetune: {{epochs: {args.finetune_epochs}, lr: 0.01}}\nmeasure: {{latency_repeats: 3}}\n"
-                             + lines)
-            sweep = f"{method}-{name}-{stamp}"
-            began = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "prune_ray.sweep", spec_path, "--storage", args.storage, "--name", sweep],
-                           check=True, stdout=subprocess.DEVNULL)
-            print(f"{sweep}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
-    frame = read_results(args.storage)
-    frame = frame[frame["sweep"].str.endswith(stamp)]
-    print(render(frame, "strategies", "markdown"))
-    print("Per seed, paired with the best one-shot allocation on the same baseline (test top-1 %):\n")
-    print(paired_table(picks(frame, stamp)))
-    correlations = screening_correlations(frame)
-    if len(correlations):
-        summary = correlations.groupby(["method", "budget"]).agg(trials=("trials", "mean"), raw_mean=("raw", "mean"),
-                                                                 raw_std=("raw", "std"), bn_mean=("bn", "mean"),
-                                                                 bn_std=("bn", "std"), runs=("bn", "size"))
-        print("Spearman rank correlation with the final top-1, over the trials of each unscreened search:\n")
-        print(summary.reset_index().to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    args.storage = os.path.abspath(args.storage)
+    if args.report_only:
+        report(args.storage)
+        return
+    points = list(args.points)
+    if any(MODELS[p] == "mnist" for p in points):
+        if os.path.isdir(args.mnist):
+            args.data_root = unpack_mnist(args.mnist, os.path.join(args.storage, "data"))
+        else:
+            print(f"{args.mnist} absent: the MNIST points are left out", file=sys.stderr)
+            points = [p for p in points if MODELS[p] != "mnist"]
+    storage = open_storage(args.storage)
+    began = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        for point in points:
+            specs = {method: sweeps(point, method, args) for method in args.methods}
+            first = spec_to_yaml(next(iter(specs[args.methods[0]].values())))
+            for line in pool.map(train_baselines, [first] * len(args.seeds), args.seeds):
+                print(line, flush=True)
+            jobs = []
+            for method, by_strategy in specs.items():
+                for strategy, spec in by_strategy.items():
+                    if args.strategies and strategy not in args.strategies:
+                        continue
+                    sweep = f"q-{point}-{method}--{strategy}"
+                    storage.write_bytes_atomic(storage.path(sweep, SAVED_SPEC), spec_to_yaml(spec).encode())
+                    jobs += [(spec_to_yaml(spec), sweep, method, budget, seed)
+                             for seed in args.seeds for budget in POINTS[method]]
+            jobs.sort(key=lambda job: job[1].endswith("--race"), reverse=True)  # the longest first
+            for line in pool.map(run_one, jobs):
+                print(f"[{time.perf_counter() - began:.0f} s] {line}", flush=True)
+    print(f"done in {time.perf_counter() - began:.0f} s", flush=True)
+    report(args.storage)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return int(correct1) / len(x), int(correct5) / len(x)
 
 
+RECALIBRATION_EXAMPLES = 512  # training examples that re-estimate BatchNorm statistics after pruning
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> bool:
     """EagleEye's adaptive BatchNorm (Li et al., ECCV 2020): re-estimate every BatchNorm's running

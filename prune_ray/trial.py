@@ -49,11 +49,10 @@ from .results.frontier import row_resource_keep
 from .results.parquet import model_location, write_epochs, write_steps, write_trial
 from .results.storage import Storage, open_storage
 from .spec import PlanOptions, SweepSpec, finetune_epochs, resolved_metric, stage_epochs
-from .train import TrainRecipe, evaluate, train
+from .train import RECALIBRATION_EXAMPLES, TrainRecipe, evaluate, train
 from .trial_setup import calibration_of, obtain_baseline, trial_data, trial_device
 
 Reporter = Callable[[dict[str, Any]], None]
-RECALIBRATION_EXAMPLES = 512  # training examples that re-estimate BatchNorm statistics after pruning
 LATENCY_PLANS = 5  # a latency budget: plans made from the table and verified by timing, at most
 LATENCY_HEADROOM = 0.95  # a latency plan is accepted when its measured median keeps this x the budget, at most
 LATENCY_TIMINGS = 3  # a latency budget: paired timings of the final model until one meets it, at most

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from ..data import Dataset
 from ..prune import Calibration, PruningMethod, max_counts
-from ..train import TrainRecipe, evaluate, train
+from ..train import RECALIBRATION_EXAMPLES, TrainRecipe, evaluate, recalibrate_batchnorm, train
 from . import Adapted, Schedule, Subject, register_schedule
 from .budget import (
     BudgetUnreachableError, _boundary, _check_reachable, measured_resource_fn, model_resource, rounded, rounded_removal,
@@ -82,8 +82,11 @@ def short_tune_candidate(
 ) -> tuple[float, nn.Module]:
     """(validation top-1, model) of a copy of `model` pruned as `candidate` says (its `counts`: one
     layer's for netadapt, a whole plan for the race) and fine-tuned for recipe.epochs (0: candidates
-    are ranked by their accuracy right after pruning)."""
+    are ranked by their accuracy right after pruning). Before fine-tuning, its BatchNorm statistics
+    are re-estimated, as the trial's own fine-tune starts (prune.iterative.evaluate_pruned)."""
     pruned = method.prune(copy.deepcopy(model), candidate.counts, calibration)
+    if recipe.epochs > 0:
+        recalibrate_batchnorm(pruned, data.train_head(RECALIBRATION_EXAMPLES)[0])
     train(pruned, data, recipe, seed=seed)
     top1, _ = evaluate(pruned, data.val_x, data.val_y)
     return top1, pruned

@@ -30,12 +30,11 @@ import torch.nn.functional as F
 
 from ..data import Dataset
 from ..results.storage import Storage
-from ..train import recalibrate_batchnorm
+from ..train import RECALIBRATION_EXAMPLES, recalibrate_batchnorm
 
 PROXIES = ("auto", "bn_loss", "kl")
 MEASURED = ("bn_loss", "kl")  # what `Scorer.scores` returns, whatever search.proxy says
 PROXY_EXAMPLES = 256  # examples each proxy is measured on (validation for bn_loss, training for kl)
-RECALIBRATION_EXAMPLES = 256  # training examples re-estimating BatchNorm statistics
 BATCH = 256  # examples per forward pass
 
 # (name, compute) -> a cached frame: computed once per baseline and stored (None: computed every time)
