@@ -47,7 +47,10 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # (section, old key) -> its name now: spec files that use the old key still load, with a notice
 RENAMED_KEYS = {("search", "keep_best"): "finalists"}
 # old values of top-level keys: the schedule `conv_fc` shared its name with the method `conv_fc`
-RENAMED_VALUES = {("schedule", "conv_fc"): "layer_type"}
+# schedule sensitivity (an accuracy scan of seed 0's baseline, a 1-point threshold per layer) was
+# retired on 2026-12-06 in favour of knapsack, which reads the same one-layer-at-a-time sensitivity
+# from each seed's own baseline and allocates it under the budget by optimisation
+RENAMED_VALUES = {("schedule", "conv_fc"): "layer_type", ("schedule", "sensitivity"): "knapsack"}
 
 
 # ---------------------------------------------------------------------------------------------

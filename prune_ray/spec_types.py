@@ -33,8 +33,8 @@ class PlanOptions:
     portfolio: tuple[str, ...] = ("lamp", "global", "knapsack")
     proposals: int = 128  # schedule race: proposals per operating point, scored by the proxy alone
     # schedule race: proposals kept per round (the last: how many race the priors in the final round)
-    race_keep: tuple[int, ...] = (16, 4, 1)
-    race_epochs: tuple[int, ...] = (1, 3)  # schedule race: fine-tuning epochs of each round before the final one
+    race_keep: tuple[int, ...] = (8, 2, 1)
+    race_epochs: tuple[int, ...] = (1, 2)  # schedule race: fine-tuning epochs of each round before the final one
 
 
 @dataclass(frozen=True)

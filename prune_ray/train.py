@@ -176,8 +176,11 @@ def train(
     on_epoch: Callable[[EpochStats], None] | None = None,
     before_epoch: Callable[[int], None] | None = None,
     first_epoch: int = 1,
+    validate: bool = True,
 ) -> list[EpochStats]:
     """Train `model` in place on data.train_*, validating after each epoch; returns the history.
+    validate=False skips the per-epoch validation (its top-1 and top-5 are NaN): a caller that only
+    needs the end result (a race's or netadapt's candidate) evaluates once itself.
 
     `before_epoch(epoch)` runs at the start of each epoch (gradual pruning hooks in there; it may
     only change masks, not replace parameters). Epochs are numbered from `first_epoch`, so
@@ -242,7 +245,7 @@ def train(
         train_loss = float(loss_sum) / steps  # one device sync per epoch, not per batch
         if not math.isfinite(train_loss):
             raise DivergedError(f"training diverged: loss {train_loss} in epoch {epoch} (lr {recipe.lr})")
-        top1, top5 = evaluate(model, data.val_x, data.val_y)
+        top1, top5 = evaluate(model, data.val_x, data.val_y) if validate else (math.nan, math.nan)
         stats = EpochStats(epoch, train_loss, top1, top5, time.perf_counter() - began)
         history.append(stats)
         if on_epoch is not None:

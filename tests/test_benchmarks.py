@@ -32,8 +32,9 @@ def test_epoch_time_runs_on_a_cpu_with_few_images(tmp_path):
 
 
 def test_search_quality_pairs_each_strategy_with_the_best_one_shot_allocation_on_the_same_seed():
-    """The paired table: per seed the picked trial (best validation top-1), minus the best one-shot
-    allocation's on the same baseline; a shared baseline's level cancels out of the difference."""
+    """The paired tables: per seed a strategy's test top-1 minus the best one-shot allocation's, and
+    minus the best long fine-tune's, on the same baseline (a baseline's level cancels out), with the
+    total fine-tuning epochs each strategy spent and a 95% t-interval over seeds."""
     import importlib.util
 
     import pandas as pd
@@ -41,29 +42,29 @@ def test_search_quality_pairs_each_strategy_with_the_best_one_shot_allocation_on
     spec = importlib.util.spec_from_file_location("search_quality", os.path.join(ROOT, "benchmarks", "search_quality.py"))
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
-    stamp = "20260101-000000"
-    common = {"status": "ok", "stage": "single", "model": "digits_cnn", "dataset": "digits", "method": "magnitude",
-              "granularity": "unstructured", "budget": 0.02, "budget_metric": "params", "params_keep": 0.02, "macs_keep": 1.0}
+    common = {"status": "ok", "model": "lenet5", "method": "magnitude", "budget": 0.02, "budget_metric": "params",
+              "search_epochs": 0}
     rows = []
     for seed, level in ((0, 0.90), (1, 0.80)):  # seed 1's baseline is 10 points worse for every strategy
         rows += [
-            {**common, "sweep": f"magnitude-lamp-{stamp}", "seed": seed, "top1": level, "test_top1": level,
+            {**common, "sweep": "q-lenet5-magnitude--lamp", "seed": seed, "test_top1": level, "finetune_epochs": 3,
              "baseline_test_top1": level + 0.09},
-            {**common, "sweep": f"magnitude-global-{stamp}", "seed": seed, "top1": level, "test_top1": level - 0.02,
-             "baseline_test_top1": level + 0.09},
-            {**common, "sweep": f"magnitude-searched-tpe-{stamp}", "seed": seed, "top1": level + 0.01,
-             "test_top1": level + 0.01, "baseline_test_top1": level + 0.09},
-            {**common, "sweep": f"magnitude-searched-tpe-{stamp}", "seed": seed, "top1": level - 0.05,  # not picked
-             "test_top1": level + 0.05, "baseline_test_top1": level + 0.09},
-            {**common, "sweep": f"magnitude-searched-tpe-{stamp}", "seed": seed, "stage": "screen", "top1": 0.99,
-             "test_top1": 0.99, "baseline_test_top1": level + 0.09},  # a screening row is never the pick
+            {**common, "sweep": "q-lenet5-magnitude--global", "seed": seed, "test_top1": level - 0.02,
+             "finetune_epochs": 3, "baseline_test_top1": level + 0.09},
+            {**common, "sweep": "q-lenet5-magnitude--race", "seed": seed, "test_top1": level + 0.01 * (1 + seed),
+             "finetune_epochs": 3, "search_epochs": 21, "baseline_test_top1": level + 0.09},
+            {**common, "sweep": "q-lenet5-magnitude--lamp-long", "seed": seed, "test_top1": level + 0.05,
+             "finetune_epochs": 24, "baseline_test_top1": level + 0.09},
+            {**common, "sweep": "other-sweep", "seed": seed, "test_top1": 0.99, "finetune_epochs": 3,
+             "baseline_test_top1": level + 0.09},  # not the benchmark's: left out
         ]
-    picked = quality.picks(pd.DataFrame(rows), stamp)
-    assert sorted(picked["strategy"].unique()) == ["global", "lamp", "searched-tpe"]
-    text = quality.paired_table(picked)
-    assert "`magnitude` at 0.02 (best one-shot: lamp); baseline test top-1 per seed: 99.00, 89.00" in text
-    assert "| searched-tpe | 91.00 | 81.00 | 86.00 ± 7.07 | +1.00 ± 0.00 |" in text
-    assert "| global | 88.00 | 78.00 | 83.00 ± 7.07 | -2.00 ± 0.00 |" in text
+    text = quality.paired_tables(pd.DataFrame(rows))
+    assert ("`lenet5` `magnitude` at 0.02 of the params, 2 seeds; baseline test top-1 99.00, 89.00; "
+            "best one-shot: lamp, best long: lamp-long") in text
+    # race: +1 and +2 points over lamp (mean 1.5, std 0.71, t(1) 12.706: half-width 6.35)
+    assert "| race | 24 | 91.00 | 82.00 | 86.50 | +1.50 [-4.85, +7.85] | -3.50 [-9.85, +2.85] |" in text
+    assert "| global | 3 | 88.00 | 78.00 | 83.00 | -2.00 [-2.00, -2.00] | -7.00 [-7.00, -7.00] |" in text
+    assert "other-sweep" not in text and text.count("| lamp-long | 24 |") == 1
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def subject_of(model, method, x, metric=None, data=None):
 
 def test_every_schedule_is_a_registry_entry_that_plans_one_way():
     names = list_schedules()
-    assert {"searched", "uniform", "layer_type", "global", "sensitivity", "fixed", "netadapt"} <= set(names)
+    assert {"searched", "uniform", "layer_type", "global", "knapsack", "race", "fixed", "netadapt"} <= set(names)
     for name in names:
         entry = get_schedule(name)
         assert (entry.plan is None) != (entry.adapt is None) and entry.takes in ("budget", "ratios")

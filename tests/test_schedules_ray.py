@@ -45,9 +45,8 @@ def test_every_schedule_runs_in_a_sweep(tmp_path, shared_store, local_ray, sched
     frame = read_results(str(storage), name)
     assert len(frame) == methods and (frame["status"] == "ok").all(), frame["error"].tolist()
     assert set(frame["schedule"]) == {schedule}
-    if schedule == "sensitivity":
-        assert (storage / name / "sensitivity-l1_filter.png").exists()
-        assert len(list((storage / "sensitivity").glob("*.parquet"))) == 2  # cached per method
+    if schedule == "knapsack":  # its sensitivity curves, cached per baseline and method
+        assert len(list((storage / "sensitivity").glob("*-knapsack-*.parquet"))) == methods
     for _, row in frame.iterrows():
         keep = row["macs_keep"] if row["method"] == "l1_filter" else row["params_keep"]
         assert 0.4 * 0.98 <= keep <= 0.4
@@ -96,3 +95,23 @@ def test_two_stage_search_finetunes_the_best_screened_proposals(tmp_path, local_
     assert (final["finetune_epochs"] == 3).all() and sorted(set(final["budget"])) == [0.3, 0.5]
     best = [screen[screen["budget"] == budget].sort_values("top1").iloc[-1] for budget in (0.3, 0.5)]
     assert_finalists_are_the_best_and_the_prior(screen, final, *best)
+
+
+def test_a_race_sweep_writes_its_trace_and_counts_its_epochs(tmp_path, shared_store, local_ray):
+    """schedule race under Ray Tune: one trial per operating point whose row counts the rounds'
+    epochs, its proposals and rounds in <sweep>/race/, and the strategies table charges both."""
+    from prune_ray.results import read_steps
+    from prune_ray.results.strategies import strategy_summary
+
+    (tmp_path / "spec.yaml").write_text(
+        "schedule: race\nmethods: [l1_filter]\nbudgets: [0.4]\nbaseline: {train: {epochs: 2}}\nfinetune: {epochs: 1}\n"
+        "search: {proposals: 6, race_keep: [3, 1], race_epochs: [1]}\nmeasure: {latency_repeats: 2}\n")
+    assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(shared_store), "--name", "race"]) == 0
+    frame = read_results(str(shared_store), "race")
+    assert len(frame) == 1 and frame["status"].iloc[0] == "ok", frame["error"].tolist()
+    row = frame.iloc[0]
+    steps = read_steps(str(shared_store), "race", "race")
+    final = steps[steps["round"] == 2]
+    assert len(steps[steps["round"] == 0]) == 6 and len(steps[steps["round"] == 1]) == 3
+    assert row["search_epochs"] == 3 * 1 + (len(final) - 1) * 1 and 0.4 * 0.98 <= row["macs_keep"] <= 0.4
+    assert strategy_summary(frame)["epochs"].iloc[0] == row["search_epochs"] + row["finetune_epochs"]

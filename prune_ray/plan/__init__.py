@@ -36,11 +36,11 @@ TAKES = ("budget", "ratios")
 
 @dataclass(frozen=True)
 class Proposal:
-    """One trial's proposal. `values`: one per searched dimension of the schedule's space (or the
-    sensitivity scan's per-layer kept fractions); empty for schedules without either. `keep`: the
+    """One trial's proposal. `values`: one per searched dimension of the schedule's space; empty for
+    schedules without one. `keep`: the
     kept fraction a frontier search proposed (None when the operating point has a budget). `first`:
-    the study's trial 0 (the searched schedule's prior itself, theta = 0, or a given first
-    proposal), which a two-stage search always carries into its final stage."""
+    the study's trial 0 (the searched schedule's prior itself, theta = 0), which a two-stage search
+    always carries into its final stage."""
 
     values: Mapping[str, float] = field(default_factory=dict)
     keep: float | None = None
@@ -95,10 +95,6 @@ PlanFn = Callable[["Subject", "float | Mapping[str, float]", Proposal, PlanOptio
 AdaptFn = Callable[["Subject", float, "SweepSpec", Callable], Adapted]
 
 
-def _never(spec: SweepSpec) -> bool:
-    return False
-
-
 def _no_check(spec: SweepSpec, subject: Subject) -> None:
     return None
 
@@ -124,7 +120,6 @@ class Schedule:
     adapt: AdaptFn | None = None  # prunes step by step with short fine-tunes, then the trial fine-tunes
     # searched schedules: the values a search proposes per trial for this subject; None: not searched
     space: Callable[[Subject, PlanOptions], dict[str, Dimension]] | None = None
-    uses_scan: Callable[[SweepSpec], bool] = _never  # proposals come from the sensitivity scan
     check: Callable[[SweepSpec, Subject], None] = _no_check  # before Ray starts; ValueError: cannot plan
     validate: Callable[[SweepSpec], None] = _no_validation  # spec-level checks; ValueError: bad spec
     extra_bundles: Callable[[SweepSpec], int] = _no_extra  # resource bundles beside the trial's own

@@ -4,7 +4,7 @@ An allocation gives each layer a kept fraction k_i. `project_densities` finds on
 space) so that the model pruned to d_i(c) = clamp(k_i * exp(c), min_density_i, 1) meets the budget
 on the measured resource, the largest such c (bisection: the resource rises monotonically with c),
 then gives single units back as every projection does. Used by `erk` (Erdős–Rényi-Kernel densities),
-`sensitivity` (the scan's safe kept fractions) and `searched` (a prior's kept fractions times
+`knapsack` (the kept fractions its knapsack chose) and `searched` (a prior's kept fractions times
 exp(theta_i)): with no layer pinned at a bound the ratios between layers are kept exactly, and a
 layer can never be driven past its minimum density.
 """

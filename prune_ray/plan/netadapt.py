@@ -87,7 +87,7 @@ def short_tune_candidate(
     pruned = method.prune(copy.deepcopy(model), candidate.counts, calibration)
     if recipe.epochs > 0:
         recalibrate_batchnorm(pruned, data.train_head(RECALIBRATION_EXAMPLES)[0])
-    train(pruned, data, recipe, seed=seed)
+    train(pruned, data, recipe, seed=seed, validate=False)
     top1, _ = evaluate(pruned, data.val_x, data.val_y)
     return top1, pruned
 

@@ -4,11 +4,10 @@
 - uniform: the same removed ratio for every layer, projected onto the budget.
 - layer_type: two shape weights proposed by Optuna, one shared by the conv layers and one by the fc
   layers (the per-layer-type rates of the thesis source document), projected onto the budget.
-- sensitivity: per-layer kept fractions from a sensitivity scan (plan.sensitivity), scaled in log
-  space to the budget (plan.densities); no search.
 
-(global, lamp and erk look at the weights: plan.allocations; searched: plan.searched; netadapt,
-the greedy schedule: plan.netadapt.)
+(global, lamp and erk look at the weights: plan.allocations; knapsack at per-layer sensitivity
+curves: plan.knapsack; searched: plan.searched; race: plan.race; netadapt, the greedy schedule:
+plan.netadapt.)
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import torch.nn as nn
 from ..prune import Layer, ratios_to_counts
 from . import Dimension, PlanOptions, Proposal, Schedule, Subject, register_schedule
 from .budget import project, rounded
-from .densities import project_densities
 
 if TYPE_CHECKING:
     from ..spec_types import SweepSpec
@@ -75,22 +73,9 @@ def _check_fixed(spec: SweepSpec, subject: Subject) -> None:
             raise ValueError(f"fixed_ratios[{index}] for {subject.method.name!r}: {error}") from None
 
 
-def _sensitivity(subject: Subject, budget: float, proposal: Proposal, options: PlanOptions) -> dict[str, int]:
-    """The scan's kept fractions (the proposal's values, one per layer) scaled to the budget."""
-    densities = {layer.name: float(proposal.values.get(shape_key(i), 1.0)) for i, layer in enumerate(subject.layers)}
-    return project_densities(subject.layers, densities, subject.resource_fn(), budget * subject.baseline_resource,
-                             max_ratio=subject.method.max_ratio, round_to=subject.round_to).removed
-
-
-def _always(spec: SweepSpec) -> bool:
-    return True
-
-
 register_schedule(Schedule("fixed", "the spec's fixed ratios, per layer or one for all", "ratios", plan=_fixed,
                            check=_check_fixed))
 register_schedule(Schedule("uniform", "the same removed ratio for every layer, projected onto the budget", "budget",
                            plan=_projected(_equal_weights)))
 register_schedule(Schedule("layer_type", "one Optuna-proposed shape weight for conv layers and one for fc layers",
                            "budget", plan=_projected(_per_kind_weights), space=_layer_type_space))
-register_schedule(Schedule("sensitivity", "per-layer kept fractions from a sensitivity scan, scaled to the budget",
-                           "budget", plan=_sensitivity, uses_scan=_always))

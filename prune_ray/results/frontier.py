@@ -42,7 +42,7 @@ NUMBER_COLUMNS = (
     "seed", "budget", "ratio", "prune_steps", "top1", "test_top1", "top1_pruned", "baseline_top1", "baseline_test_top1",
     "params_keep", "macs_keep", "latency_keep", "conv_threshold", "fc_threshold", "finetune_epochs", "time_prune_s",
     "time_finetune_s", "time_eval_s", "quantize_bits_conv", "quantize_bits_fc", "top1_quantized", "bytes_encoded",
-    "file_bytes", "compression_ratio_total", "baseline_params", "time_quantize_s",
+    "file_bytes", "compression_ratio_total", "baseline_params", "time_quantize_s", "search_epochs",
 )
 
 

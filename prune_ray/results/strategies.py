@@ -4,7 +4,7 @@ accuracy over seeds and what it cost (fine-tuning epochs, seconds). Pure pandas,
 A strategy is the schedule, plus the sampler for searched schedules, plus "+screen" for a
 two-stage search, plus the quantiser and its bits for a quantised model. Per run (sweep, seed) a strategy contributes the trial it would pick (best
 validation top-1 among its fully fine-tuned trials) and the cost of all its trials, screening
-included; the table reports mean and std over runs.
+included, and a race's rounds (`search_epochs`); the table reports mean and std over runs.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def strategy_summary(results: pd.DataFrame) -> pd.DataFrame:
     rows = usable_rows(results, include_screen=True)
     rows["strategy"] = strategy_of(rows)
     rows["seconds"] = rows[["time_prune_s", "time_finetune_s", "time_quantize_s", "time_eval_s"]].fillna(0).sum(axis=1)
+    # a trial's fine-tuning and what its schedule spent on candidates before it (a race's rounds)
+    rows["epochs"] = rows["finetune_epochs"].fillna(0) + rows["search_epochs"].fillna(0)
     keys = [*STRATEGY_KEYS, *RUN_KEYS]
-    cost = rows.groupby(keys, dropna=False).agg(epochs=("finetune_epochs", "sum"), seconds=("seconds", "sum"),
+    cost = rows.groupby(keys, dropna=False).agg(epochs=("epochs", "sum"), seconds=("seconds", "sum"),
                                                  trials=("top1", "size"))
     full = in_pick_order(rows[~rows["stage"].eq("screen")])
     picked = full.drop_duplicates(subset=keys, keep="first").set_index(keys)[["top1", "test_top1"]]

@@ -6,17 +6,13 @@ from __future__ import annotations
 import time
 
 from ..artifacts.retention import MODELS_DIR, delete_unkept_models
-from ..plan import get_schedule
-from ..plan.schedules import shape_key
-from ..plan.sensitivity import cached_scan, densities_from_scan, plot
 from ..points import TrialConfig, operating_points
-from ..prune import get_method
 from ..results.parquet import SAVED_SPEC, read_results
 from ..results.storage import Storage, open_storage
 from ..results.summary import summarize
 from ..spec import SweepSpec, spec_to_yaml, stage_epochs
 from ..trial import TrialContext, git_sha
-from ..trial_setup import calibration_of, obtain_baseline, trial_data
+from ..trial_setup import obtain_baseline, trial_data
 from .cluster import check_storage_shared, fit_to_local_machine, start_ray
 from .console import Console, header
 from .interrupt import INTERRUPTS, TrialTracker
@@ -39,34 +35,6 @@ def prepare_baselines(spec: SweepSpec, storage: Storage, seeds: list[int]) -> di
         print(f"[prune-ray] baseline {key}: {how}, val top-1 {top1:.4f}", flush=True)
         seconds[seed] = train_seconds if trained_now else 0.0
     return seconds
-
-
-def scan_proposals(spec: SweepSpec, storage: Storage, sweep: str) -> dict[str, dict[str, float]]:
-    """Per method, the proposal values (per-layer kept fractions) of a sensitivity scan of the first seed's
-    baseline (one Ray task per method, cached in the storage); the scan's plot goes to
-    <sweep>/sensitivity-<method>.png."""
-    import ray
-
-    @ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=spec.max_failures)
-    def scan_method(name: str) -> dict[str, float]:
-        import tempfile
-
-        method = get_method(name)
-        data = trial_data(spec)
-        baseline = obtain_baseline(spec, data, spec.seeds[0], storage)
-        calibration = calibration_of(data)
-        frame = cached_scan(storage, baseline.key, baseline.model, method, data, calibration)
-        with tempfile.TemporaryDirectory() as scratch:
-            plot(frame, f"{scratch}/plot.png", f"{spec.model} on {spec.dataset}: {name}, one layer at a time")
-            with open(f"{scratch}/plot.png", "rb") as handle:
-                storage.write_bytes_atomic(storage.path(sweep, f"sensitivity-{name}.png"), handle.read())
-        densities = densities_from_scan(frame, method.max_ratio)
-        layers = method.layers(baseline.model, data.example_inputs(1))
-        return {shape_key(i): densities[layer.name] for i, layer in enumerate(layers)}
-
-    values = dict(zip(spec.methods, ray.get([scan_method.remote(m) for m in spec.methods])))
-    print(f"[prune-ray] sensitivity scans: {storage.uri_of(sweep)}/sensitivity-*.png", flush=True)
-    return values
 
 
 def choose_finalists(screened: list[tuple[float, TrialConfig]], finalists: int) -> list[TrialConfig]:
@@ -138,7 +106,6 @@ def first_stage(spec: SweepSpec, storage: Storage, sweep: str, trainable, spaces
         print(f"[prune-ray] {tune_dir} holds no Tune state yet: starting the sweep from the beginning", flush=True)
     searcher = GroupedSearcher(
         operating_points(spec), spec.search.num_samples, spaces, spec.search.sampler,
-        given=scan_proposals(spec, storage, sweep) if get_schedule(spec.schedule).uses_scan(spec) else None,
         stage=spec.search.first_stage,
         journal=StudyJournal(storage, sweep), keep_range=tuple(spec.search.keep_range),
     )

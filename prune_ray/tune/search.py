@@ -120,9 +120,6 @@ class GroupedSearcher(Searcher):
         samples_per_point: int,
         spaces: Mapping[str, Mapping[str, Dimension]] | None,  # method -> its space; None: no search
         sampler: str,
-        # method -> given proposal values: the first proposal of each study when searching (the
-        # sensitivity scan's), the only proposal otherwise
-        given: Mapping[str, dict[str, float]] | None = None,
         stage: str = "single",  # "screen" for the first stage of a two-stage search
         journal: StudyJournal | None = None,  # None: studies in memory (tests)
         keep_range: tuple[float, float] = (0.1, 0.9),  # frontier points: kept fraction searched
@@ -138,7 +135,6 @@ class GroupedSearcher(Searcher):
         self._point_of: dict[str, int] = {}  # Tune trial id -> index of its operating point
         self._number_of: dict[str, int] = {}  # Tune trial id -> Optuna trial number in its point's study
         self._spaces = dict(spaces) if spaces is not None else None
-        self._given = dict(given or {})
         self._journal = journal
         self._keep_range = keep_range
         # one sampler per point, seeded by the point's replicate seed and position; pickled with the
@@ -155,9 +151,8 @@ class GroupedSearcher(Searcher):
         return space
 
     def first_values(self, index: int) -> dict[str, float]:
-        """The study's first proposal: the given one, else every dimension's start ({}: none)."""
-        starts = {name: d.start for name, d in self.space(index).items() if d.start is not None}
-        return self._given.get(self._points[index].method) or starts
+        """The study's first proposal: every dimension's start ({}: none)."""
+        return {name: d.start for name, d in self.space(index).items() if d.start is not None}
 
     def study(self, index: int) -> optuna.Study:
         """The point's study, created in (or re-opened from) the journal on first use."""
@@ -189,7 +184,7 @@ class GroupedSearcher(Searcher):
         self._point_of[trial_id] = index
         point = self._points[index]
         if self._spaces is None:
-            proposal = Proposal(dict(self._given.get(point.method, {})))
+            proposal = Proposal()
         else:
             trial = self.study(index).ask(distributions(self.space(index)))
             self._number_of[trial_id] = trial.number
