@@ -4,6 +4,7 @@
         [--points lenet5 lenet5_caffe digits] [--seeds 0 1 2 3 4] [--workers 2]
         [--train-limit 5000] [--finetune-epochs 2] [--storage ~/.cache/prune-ray-bench/quality]
     python benchmarks/search_quality.py --report-only --storage ...
+    python benchmarks/search_quality.py --smoke --points digits --seeds 0 --finetune-epochs 1  (CI's twin)
 
 Points: `magnitude` at 0.02 and 0.01 of the nonzero parameters and `l1_filter` at 0.2 and 0.1 of
 the MACs, on real MNIST with LeNet-5 (`lenet5`) and the wider Caffe LeNet-5 (`lenet5_caffe`), and
@@ -57,14 +58,19 @@ LONG = ("global", "lamp", "knapsack")
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
+SMOKE = "search: {proposals: 6, race_keep: [2, 1], race_epochs: [1]}\n"  # --smoke: the same code, seconds
+
+
 def spec_text(point: str, method: str, schedule: str, epochs: int, args) -> str:
+    baseline_epochs = 2 if args.smoke else 10
     data = ("data: {root: %s, download: false, val_fraction: 0.05, train_limit: %d}\n" % (args.data_root, args.train_limit)
             if MODELS[point] == "mnist" else "")
     return (f"name: quality\nmodel: {ZOO[point]}\ndataset: {MODELS[point]}\n{data}methods: [{method}]\n"
             f"budgets: {list(POINTS[method])}\nschedule: {schedule}\nseeds: {list(args.seeds)}\n"
-            f"baseline: {{train: {{epochs: 10, warmup_epochs: 1}}}}\nfinetune: {{epochs: {epochs}, lr: 0.05}}\n"
+            f"baseline: {{train: {{epochs: {baseline_epochs}, warmup_epochs: 1}}}}\n"
+            f"finetune: {{epochs: {epochs}, lr: 0.05}}\n"
             f"measure: {{latency_repeats: 3, latency_min_time_ms: 20}}\nartifacts: {{save: none}}\n"
-            f"storage: {args.storage}\n")
+            f"storage: {args.storage}\n" + (SMOKE if args.smoke else ""))
 
 
 def race_epochs(spec) -> int:
@@ -199,6 +205,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--storage", default=os.path.expanduser("~/.cache/prune-ray-bench/quality"))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="CI's twin: tiny race, 2-epoch baselines (use with --points digits)")
     args = parser.parse_args()
     args.storage = os.path.abspath(args.storage)
     if args.report_only:

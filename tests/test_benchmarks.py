@@ -89,3 +89,31 @@ def test_gpu_check_tiny_runs_on_a_cpu_without_ray_or_optuna(tmp_path):
     assert "returncode" in report["gpu_tests"] and "skipped" in report["gpu_tests"]["summary"]  # no GPU here
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "| prune-ray step, compiled |" in markdown and "| l1_filter-none | ok |" in markdown
+
+
+@pytest.mark.slow
+def test_search_quality_smoke_twin_runs_every_strategy_and_prints_the_paired_tables(tmp_path):
+    """benchmarks/search_quality.py --smoke on digits: every strategy's trials are real run_trial
+    rows, the race charges its rounds, and the report pairs each strategy with the best one-shot
+    allocation and the best long fine-tune, then the proxies' rank correlations."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/search_quality.py", "--smoke", "--points", "digits", "--methods", "magnitude",
+         "--seeds", "0", "1", "--finetune-epochs", "1", "--storage", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    from prune_ray.results import read_results
+
+    frame = read_results(str(tmp_path))
+    assert (frame["status"] == "ok").all() and len(frame) == 8 * 2 * 2  # 8 strategies x 2 budgets x 2 seeds
+    from prune_ray.results import read_steps
+
+    race = frame[frame["sweep"] == "q-digits-magnitude--race"]
+    steps = read_steps(str(tmp_path), "q-digits-magnitude--race", "race")
+    for _, row in race.iterrows():  # round 1: 2 x 1 epoch; the final round's other entries (the priors) 1 epoch each
+        final = steps[(steps["trial_id"] == row["trial_id"]) & (steps["round"] == 2)]
+        assert set(final["prior"][final["is_prior"]]) == {"lamp", "global", "knapsack"}
+        assert row["search_epochs"] == 2 * 1 + (len(final) - 1) * 1 and row["finetune_epochs"] == 1
+    long = frame[frame["sweep"] == "q-digits-magnitude--lamp-long"]
+    assert (long["finetune_epochs"] == 2 + 4).all()  # the race's total (its rounds, 1 + 3 in the final): equal cost
+    assert "best one-shot:" in done.stdout and "| race |" in done.stdout and "| lamp-long | 6 |" in done.stdout
+    assert "Spearman rank correlation of each proxy" in done.stdout
