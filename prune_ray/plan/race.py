@@ -143,7 +143,7 @@ def run_race(subject: Subject, budget: float, spec: SweepSpec, short_tunes: Call
     for round_, (keep, epochs) in enumerate(zip(options.race_keep[:-1], options.race_epochs), start=1):
         ranked = _fine_tune(ranked[:keep], subject, short_tunes(dataclasses.replace(short, epochs=epochs)))[0]
         trace += [trace_row(entry, round_, epochs) for entry in ranked]
-        spent += keep * epochs
+        spent += len(ranked) * epochs  # fewer than `keep` when fewer distinct proposals exist
     final = ranked[:options.race_keep[-1]]
     final += [entry for entry in entries if entry.is_prior and entry.index not in {e.index for e in final}]
     full = dataclasses.replace(spec.finetune, compile=compile)
@@ -155,8 +155,8 @@ def run_race(subject: Subject, budget: float, spec: SweepSpec, short_tunes: Call
 
 
 def _fine_tune(entries: list[Entry], subject: Subject, short_tune: ShortTune) -> tuple[list[Entry], dict]:
-    """The entries fine-tuned (their top1 set), best first (ties: the lower resource, then the
-    lower proxy), and a fetcher of each one's fine-tuned model by proposal index."""
+    """The entries fine-tuned (their top1 set), best first (ties: the lower resource kept), and a
+    fetcher of each one's fine-tuned model by proposal index."""
     outcomes = short_tune(subject.model, [PlanCandidate(entry.removed) for entry in entries])
     for entry, outcome in zip(entries, outcomes):
         entry.top1 = outcome.top1
