@@ -160,6 +160,8 @@ def paired_tables(frame: pd.DataFrame) -> str:
             line = (f"| {strategy} | {epochs[strategy]:g} | " + " | ".join(f"{v:.2f}" for v in values)
                     + f" | {values.mean():.2f} | {interval(values - test.loc[best])} |")
             out.append(line + (f" {interval(values - test.loc[best_long])} |" if best_long else ""))
+        if {"knapsack", "global"} <= set(test.index):
+            out += ["", f"knapsack minus global, paired: {interval(test.loc['knapsack'] - test.loc['global'])}"]
         out.append("")
     return "\n".join(out)
 
