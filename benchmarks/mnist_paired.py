@@ -2,7 +2,8 @@
 points, so the pruned model's test error is compared with the baseline it was pruned from.
 
     python benchmarks/mnist_paired.py sweeps/han2015_lenet300_mnist.yaml --point 1 --seeds 0 1 2 3 4 \
-        [--finetune distill=0.5 epochs=8] [--prune-steps 5] [--mnist ../shared/data/mnist] [--storage DIR]
+        [--ratios '{"fc1": 0.92, ...}'] [--finetune distill=0.5 epochs=8] [--baseline lr=0.01] \
+        [--prune-steps 5] [--mnist ../shared/data/mnist] [--storage DIR]
 
 Each trial runs in this process on one thread through `run_trial` (the sweep's own trial, without
 Ray); baselines go to (and are read back from) the store under DIR, so a second run with another
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="a han2015_*_mnist.yaml or similar recipe with schedule fixed")
     parser.add_argument("--point", type=int, default=1, help="index into the recipe's fixed_ratios")
+    parser.add_argument("--ratios", type=json.loads, help='per-layer ratios instead of --point, e.g. \'{"fc1": 0.92}\'')
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--prune-steps", type=int, help="default: the recipe's first prune_steps")
     parser.add_argument("--finetune", nargs="*", default=[], help="finetune overrides, key=value")
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: baseline test error {100 * (1 - baseline.test_top1):.2f}% "
                   f"({'trained' if baseline.trained_now else 'loaded'}, {time.perf_counter() - began:.0f} s)", flush=True)
             continue
-        point = OperatingPoint(None, spec.methods[0], seed, spec.fixed_ratios[args.point], steps)
+        ratios = args.ratios if args.ratios is not None else spec.fixed_ratios[args.point]
+        point = OperatingPoint(None, spec.methods[0], seed, ratios, steps)
         began = time.perf_counter()
         row = run_trial(TrialConfig(point), TrialContext(spec, "paired", {}, None), f"paired-{seed}")
         if row["status"] != "ok":
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         base, pruned = 100 * (1 - row["baseline_test_top1"]), 100 * (1 - row["test_top1"])
         differences.append(pruned - base)
-        line = {"recipe": os.path.basename(args.recipe), "point": args.point, "seed": seed, "steps": steps,
+        line = {"recipe": os.path.basename(args.recipe), "ratios": ratios, "seed": seed, "steps": steps,
                 "finetune": args.finetune, "baseline_override": args.baseline, "baseline_error": round(base, 2),
                 "pruned_error": round(pruned, 2), "difference": round(pruned - base, 2),
                 "seconds": round(time.perf_counter() - began)}

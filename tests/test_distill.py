@@ -83,3 +83,18 @@ def test_a_baseline_cannot_distil():
     spec = dataclasses.replace(spec, baseline=dataclasses.replace(spec.baseline, train=train_recipe))
     with pytest.raises(SpecError, match="baseline.train.distill: 0.5: a baseline has no teacher; allowed: 0"):
         validate(spec)
+
+
+@pytest.mark.slow  # about 20 s: the compile
+def test_distillation_runs_in_the_gpus_settings_compiled_on_the_cpu(cnn, digits, monkeypatch):
+    """bf16 autocast, channels_last and the compiled step (aot_eager here; inductor on a GPU) with a
+    teacher: the teacher's forward sits inside the compiled loss, under no_grad."""
+    from prune_ray.train import GPU_SETTINGS_ON_CPU
+
+    monkeypatch.setenv(GPU_SETTINGS_ON_CPU, "1")
+    monkeypatch.setattr("prune_ray.train.COMPILE_BACKEND", "aot_eager")
+    teacher = copy.deepcopy(cnn).requires_grad_(False)
+    recipe = TrainRecipe(epochs=1, compile="on", distill=0.5)
+    history = train(copy.deepcopy(cnn), digits, recipe, seed=0, teacher=teacher)
+    assert history[0].train_loss > 0 and history[0].top1 > 0.5
+    assert all(p.grad is None for p in teacher.parameters())
