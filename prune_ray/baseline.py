@@ -55,6 +55,8 @@ class BaselineConfig:
             if identity["data"].get(unset, 0) is None:
                 identity["data"].pop(unset)
         identity["recipe"].pop("compile")  # compiled or eager step: how fast, not what is learnt
+        for unused in ("distill", "distill_temperature"):  # a baseline has no teacher (spec: distill 0)
+            identity["recipe"].pop(unused)
         if not self.model_args:  # keys from before model_args existed stay valid
             identity.pop("model_args")
         blob = json.dumps(identity, sort_keys=True, default=str).encode()

@@ -145,6 +145,9 @@ def validate_recipe(recipe: TrainRecipe, where: str) -> None:
         raise SpecError(f"{where}.warmup_epochs: {recipe.warmup_epochs!r} must be in [0, epochs]")
     if not 0 <= recipe.label_smoothing < 1:
         raise SpecError(f"{where}.label_smoothing: {recipe.label_smoothing!r} must be in [0, 1)")
+    if not 0 <= recipe.distill <= 1:
+        raise SpecError(f"{where}.distill: {recipe.distill!r} must be in [0, 1]")
+    _positive(recipe.distill_temperature, f"{where}.distill_temperature")
 
 
 def stage_epochs(spec: SweepSpec, stage: str) -> int:
@@ -292,6 +295,8 @@ def validate(spec: SweepSpec) -> None:
     if spec.data.train_limit is not None and spec.data.train_limit < 1:
         raise SpecError(f"data.train_limit: {spec.data.train_limit!r} must be a positive number of examples, or null for all")
     validate_recipe(spec.baseline.train, "baseline.train")
+    if spec.baseline.train.distill != 0:
+        raise SpecError(f"baseline.train.distill: {spec.baseline.train.distill!r}: a baseline has no teacher; allowed: 0")
     validate_recipe(spec.finetune, "finetune")
     _positive(spec.measure.latency_batch_size, "measure.latency_batch_size")
     _positive(spec.measure.latency_repeats, "measure.latency_repeats")

@@ -51,6 +51,10 @@ class TrainRecipe:
     warmup_epochs: int = 0  # linear warm-up from 0 to lr over this many epochs
     label_smoothing: float = 0.0  # cross-entropy label smoothing, 0 = none
     bn_l1: float = 0.0  # L1 penalty on BatchNorm scales (network slimming; Liu et al. 2017 use 1e-4)
+    # knowledge distillation from a teacher (a pruned model's fine-tuning: the dense model it was
+    # pruned from): loss = (1 - distill) CE + distill T^2 KL(teacher_T || student_T); 0: plain CE
+    distill: float = 0.0
+    distill_temperature: float = 4.0  # T: both logits divided by it before the softmax
     # torch.compile the training step: auto (on for a CUDA device and more than COMPILE_MIN_STEPS
     # steps), on, off; how fast, not what is learnt: left out of config and baseline hashes
     compile: str = "auto"
@@ -150,13 +154,31 @@ def lr_factor(recipe: TrainRecipe, step: int, total_steps: int, warmup_steps: in
     raise ValueError(f"unknown lr_schedule {recipe.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}")
 
 
-def _loss_function(model: nn.Module, recipe: TrainRecipe, settings: DeviceSettings):
-    """(inputs, targets) -> the batch's mean cross-entropy: the part of the step torch.compile takes
-    (its backward is compiled with it; the optimiser's foreach step stays eager)."""
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, weight: float,
+                      temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Hinton et al. 2015: (1 - weight) CE(logits, targets) + weight T^2 KL(softmax(teacher/T) ||
+    softmax(logits/T)), the KL averaged over the batch (T^2 keeps its gradient's scale as T grows)."""
+    hard = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    student = F.log_softmax(logits.float() / temperature, dim=1)
+    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    soft = F.kl_div(student, teacher, reduction="batchmean", log_target=True)
+    return (1 - weight) * hard + weight * temperature**2 * soft
+
+
+def _loss_function(model: nn.Module, recipe: TrainRecipe, settings: DeviceSettings, teacher: nn.Module | None = None):
+    """(inputs, targets) -> the batch's mean cross-entropy (or distillation loss, with a teacher and
+    recipe.distill > 0): the part of the step torch.compile takes (its backward is compiled with it;
+    the optimiser's foreach step stays eager)."""
 
     def loss_of(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.autocast(settings.device_type, dtype=torch.bfloat16, enabled=settings.autocast):
-            return F.cross_entropy(model(inputs), targets, label_smoothing=recipe.label_smoothing)
+            logits = model(inputs)
+            if teacher is None or recipe.distill == 0:
+                return F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
+            with torch.no_grad():
+                teacher_logits = teacher(inputs)
+        return distillation_loss(logits, teacher_logits, targets, recipe.distill, recipe.distill_temperature,
+                                 recipe.label_smoothing)
 
     return loss_of
 
@@ -177,10 +199,14 @@ def train(
     before_epoch: Callable[[int], None] | None = None,
     first_epoch: int = 1,
     validate: bool = True,
+    teacher: nn.Module | None = None,
 ) -> list[EpochStats]:
     """Train `model` in place on data.train_*, validating after each epoch; returns the history.
     validate=False skips the per-epoch validation (its top-1 and top-5 are NaN): a caller that only
     needs the end result (a race's or netadapt's candidate) evaluates once itself.
+
+    With a `teacher` (kept in eval mode, never updated) and recipe.distill > 0, the loss is
+    `distillation_loss` against the teacher's logits on the same batch; without one, distill is unused.
 
     `before_epoch(epoch)` runs at the start of each epoch (gradual pruning hooks in there; it may
     only change masks, not replace parameters). Epochs are numbered from `first_epoch`, so
@@ -212,7 +238,11 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, total_steps, warmup_steps)
     )
-    loss_of = _loss_function(model, recipe, settings)
+    if teacher is not None and recipe.distill > 0:
+        teacher.eval()
+        if settings.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+    loss_of = _loss_function(model, recipe, settings, teacher)
     if compiled:
         loss_of = torch.compile(loss_of, backend=COMPILE_BACKEND, dynamic=False)
 

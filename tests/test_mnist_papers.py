@@ -64,6 +64,16 @@ def test_han2015_recipes_hold_the_papers_rates_and_ours_at_12x(recipe, papers_ra
     assert sum(weights.values()) / sum(c * (1 - ours[n]) for n, c in weights.items()) >= 12
 
 
+@pytest.mark.parametrize("network", ["lenet300", "lenet5"])
+def test_a_networks_two_recipes_share_its_baseline_and_its_retraining(network):
+    """The benchmark trains each network's baseline once for both recipes, and leaves Deep
+    Compression's unquantised twin out as the han2015 recipe's second point trained the same way."""
+    han = load_spec(os.path.join(ROOT, "sweeps", f"han2015_{network}_mnist.yaml"))
+    dc = load_spec(os.path.join(ROOT, "sweeps", f"deep_compression_{network}_mnist.yaml"))
+    assert han.baseline == dc.baseline and han.finetune == dc.finetune and han.seeds == dc.seeds
+    assert dc.fixed_ratios == (han.fixed_ratios[1],) and dc.prune_steps == han.prune_steps
+
+
 def test_stage_bits_split_the_encoded_file_over_its_nonzero_weights(tmp_path):
     from prune_ray.quantize import BitWidths, get_quantizer
     from prune_ray.quantize.encoding import encode_model

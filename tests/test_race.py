@@ -18,9 +18,10 @@ from prune_ray.trial import TrialContext, run_trial
 SMALL_RACE = "search: {proposals: 10, race_keep: [4, 2, 1], race_epochs: [1, 1]}\n"
 
 
-def race_spec(tmp_path, extra: str = "") -> SweepSpec:
+def race_spec(tmp_path, extra: str = "", distill: float = 0.0) -> SweepSpec:
     return spec_from_yaml(f"schedule: race\nstorage: {tmp_path}\nbaseline: {{train: {{epochs: 2}}}}\n"
-                          f"finetune: {{epochs: 1, lr: 0.01}}\nmeasure: {{latency_repeats: 2}}\n{SMALL_RACE}{extra}", "t")
+                          f"finetune: {{epochs: 1, lr: 0.01, distill: {distill}}}\nmeasure: {{latency_repeats: 2}}\n"
+                          f"{SMALL_RACE}{extra}", "t")
 
 
 @pytest.mark.parametrize("method, budget", [("magnitude", 0.05), ("l1_filter", 0.3)])
@@ -73,13 +74,14 @@ def test_bad_race_shapes_are_refused_in_one_line(search, message):
     assert message in str(refusal.value) and "\n" not in str(refusal.value)
 
 
-def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(tmp_path):
+@pytest.mark.parametrize("distill", [0.0, 0.5])
+def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(tmp_path, distill):
     """The race's final round gives each prior exactly the trial its one-shot schedule would run (same
-    baseline, seed, BatchNorm recalibration and epochs), so the race cannot lose to the best prior
-    by fine-tuning it differently."""
-    race = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(race_spec(tmp_path), "s", {}, None),
-                     "r1")
-    lamp = dataclasses.replace(race_spec(tmp_path), schedule="lamp")
+    baseline, seed, BatchNorm recalibration, epochs and distillation from the baseline), so the race
+    cannot lose to the best prior by fine-tuning it differently."""
+    spec = race_spec(tmp_path, distill=distill)
+    race = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(spec, "s", {}, None), "r1")
+    lamp = dataclasses.replace(spec, schedule="lamp")
     alone = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(lamp, "l", {}, None), "l1")
     assert race["status"] == alone["status"] == "ok"
     steps = read_steps(str(tmp_path), "s", "race")

@@ -83,11 +83,13 @@ def short_tune_candidate(
     """(validation top-1, model) of a copy of `model` pruned as `candidate` says (its `counts`: one
     layer's for netadapt, a whole plan for the race) and fine-tuned for recipe.epochs (0: candidates
     are ranked by their accuracy right after pruning). Before fine-tuning, its BatchNorm statistics
-    are re-estimated, as the trial's own fine-tune starts (prune.iterative.evaluate_pruned)."""
+    are re-estimated, as the trial's own fine-tune starts (prune.iterative.evaluate_pruned); with
+    recipe.distill > 0 it distils from `model` as it was before this pruning, as the trial does."""
     pruned = method.prune(copy.deepcopy(model), candidate.counts, calibration)
     if recipe.epochs > 0:
         recalibrate_batchnorm(pruned, data.train_head(RECALIBRATION_EXAMPLES)[0])
-    train(pruned, data, recipe, seed=seed, validate=False)
+    teacher = copy.deepcopy(model).requires_grad_(False) if recipe.distill > 0 else None
+    train(pruned, data, recipe, seed=seed, validate=False, teacher=teacher)
     top1, _ = evaluate(pruned, data.val_x, data.val_y)
     return top1, pruned
 
@@ -202,7 +204,9 @@ def _adapt(subject: Subject, budget: float, spec: SweepSpec, short_tunes: ShortT
     # every candidate has new shapes: under compile auto its short fine-tune runs eager (a compile
     # per candidate costs more than its few hundred steps gain)
     compile = "off" if spec.finetune.compile == "auto" else spec.finetune.compile
-    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0, compile=compile)
+    # distill 0: netadapt's fine-tunes, its candidates' and the trial's after it, do not distil
+    recipe = dataclasses.replace(spec.finetune, epochs=spec.netadapt.short_epochs, warmup_epochs=0, compile=compile,
+                                 distill=0.0)
     short_tune = short_tunes(recipe)
     result = netadapt(subject.model, subject.method, subject.example, subject.metric, budget,
                       spec.netadapt.step_fraction, short_tune, round_to=subject.round_to, table=subject.table)

@@ -99,6 +99,8 @@ def prune_and_finetune(
 ) -> Outcome:
     """Prune `model` to the `final` units removed per layer, in the cadence's steps, fine-tuning."""
     mode, steps, data, recipe = cadence.mode, cadence.steps, tuning.data, tuning.recipe
+    # recipe.distill: the model as it enters, before any pruning, teaches every fine-tuning run
+    teacher = copy.deepcopy(model).requires_grad_(False) if recipe.distill > 0 and recipe.epochs > 0 else None
     if mode == "oneshot" and steps != 1:
         raise ValueError(f"iterative 'oneshot' prunes in 1 step, got prune_steps {steps}")
     deltas = increments(final, steps, mode)
@@ -112,12 +114,14 @@ def prune_and_finetune(
 
         if recipe.epochs < steps:
             raise ValueError(f"agp needs at least prune_steps={steps} fine-tuning epochs, got {recipe.epochs}")
-        history = train(model, data, recipe, seed=tuning.seed, on_epoch=tuning.on_epoch, before_epoch=before_epoch)
+        history = train(model, data, recipe, seed=tuning.seed, on_epoch=tuning.on_epoch, before_epoch=before_epoch,
+                        teacher=teacher)
         return Outcome(model, history)
 
     history: list[EpochStats] = []
     for index, delta in enumerate(deltas):
         model = method.prune(model, delta, calibration)
         evaluate_pruned(model, tuning)
-        history += train(model, data, recipe, seed=tuning.seed + index, on_epoch=tuning.on_epoch, first_epoch=len(history) + 1)
+        history += train(model, data, recipe, seed=tuning.seed + index, on_epoch=tuning.on_epoch,
+                         first_epoch=len(history) + 1, teacher=teacher)
     return Outcome(model, history)
