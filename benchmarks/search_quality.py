@@ -122,6 +122,8 @@ def train_baselines(spec_yaml: str, seed: int) -> str:
 
 
 def interval(values: pd.Series) -> str:
+    """Mean and 95% t-interval over the seeds that have a value (a failed trial has none)."""
+    values = values.dropna()
     n = len(values)
     if n < 2:
         return f"{values.mean():+.2f}"
@@ -140,10 +142,10 @@ def paired_tables(frame: pd.DataFrame) -> str:
     for (model, method, budget), rows in frame.groupby(["model", "method", "budget"], sort=False):
         test = rows.pivot_table(index="strategy", columns="seed", values="test_top1") * 100
         epochs = rows.groupby("strategy")["epochs"].mean()
-        seeds = [seed for seed in test.columns if test[seed].notna().all()]
-        test = test[seeds]
-        one_shot = test.loc[test.index.isin(ONE_SHOT)].mean(axis=1)
-        long = test.loc[test.index.str.endswith("-long")].mean(axis=1)
+        seeds = list(test.columns)  # a failed trial leaves its strategy's cell empty ("failed") on that seed
+        complete = test.notna().all(axis=1)  # the best is chosen among strategies that ran on every seed
+        one_shot = test.loc[test.index.isin(ONE_SHOT) & complete].mean(axis=1)
+        long = test.loc[test.index.str.endswith("-long") & complete].mean(axis=1)
         if one_shot.empty or not seeds:
             continue
         best, best_long = one_shot.idxmax(), (long.idxmax() if len(long) else None)
@@ -157,7 +159,8 @@ def paired_tables(frame: pd.DataFrame) -> str:
                 "| --- | --- |" + " --- |" * (len(seeds) + 2) + (" --- |" if best_long else "")]
         for strategy in test.mean(axis=1).sort_values(ascending=False).index:
             values = test.loc[strategy]
-            line = (f"| {strategy} | {epochs[strategy]:g} | " + " | ".join(f"{v:.2f}" for v in values)
+            line = (f"| {strategy} | {epochs[strategy]:g} | "
+                    + " | ".join("failed" if pd.isna(v) else f"{v:.2f}" for v in values)
                     + f" | {values.mean():.2f} | {interval(values - test.loc[best])} |")
             out.append(line + (f" {interval(values - test.loc[best_long])} |" if best_long else ""))
         if {"knapsack", "global"} <= set(test.index):
