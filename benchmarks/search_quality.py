@@ -210,7 +210,8 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--storage", default=os.path.expanduser("~/.cache/prune-ray-bench/quality"))
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--smoke", action="store_true", help="CI's twin: tiny race, 2-epoch baselines (use with --points digits)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI's twin: tiny race, 2-epoch baselines, each method's first point (use with --points digits)")
     args = parser.parse_args()
     args.storage = os.path.abspath(args.storage)
     if args.report_only:
@@ -238,8 +239,9 @@ def main() -> None:
                         continue
                     sweep = f"q-{point}-{method}--{strategy}"
                     storage.write_bytes_atomic(storage.path(sweep, SAVED_SPEC), spec_to_yaml(spec).encode())
+                    budgets = POINTS[method][:1] if args.smoke else POINTS[method]  # --smoke: the first point only
                     jobs += [(spec_to_yaml(spec), sweep, method, budget, seed)
-                             for seed in args.seeds for budget in POINTS[method]]
+                             for seed in args.seeds for budget in budgets]
             jobs.sort(key=lambda job: job[1].endswith("--race"), reverse=True)  # the longest first
             for line in pool.map(run_one, jobs):
                 print(f"[{time.perf_counter() - began:.0f} s] {line}", flush=True)
