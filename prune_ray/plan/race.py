@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from ..prune import Calibration
-from . import Adapted, Proposal, Schedule, Subject, get_schedule, register_schedule
+from . import Adapted, Proposal, Schedule, Subject, get_schedule, list_schedules, register_schedule
 from .budget import BudgetUnreachableError
 from .densities import densities_of, project_densities
 
@@ -63,6 +63,12 @@ class Entry:
     resource_keep: float
     proxies: dict[str, float]  # both proxies (plan.proxy.MEASURED)
     top1: float | None = None  # validation top-1 after the latest round it entered
+
+
+def one_shot_allocations() -> list[str]:
+    """The schedules a portfolio may hold: one-shot budgeted allocations that search nothing."""
+    return [name for name in list_schedules() if (entry := get_schedule(name)).takes == "budget"
+            and entry.plan is not None and not entry.has_search_space]
 
 
 def portfolio_plans(subject: Subject, budget: float, spec: SweepSpec) -> dict[str, dict[str, int]]:
@@ -180,7 +186,7 @@ def _validate(spec: SweepSpec) -> None:
                          f"final one ({len(keep) - 1} for race_keep {list(keep)})")
     if options.proposals < keep[0]:
         raise ValueError(f"search.proposals: {options.proposals} is fewer than race_keep's first round ({keep[0]})")
-    allowed = [name for name in ("uniform", "global", "lamp", "erk", "knapsack")]
+    allowed = one_shot_allocations()
     unknown = [name for name in options.portfolio if name not in allowed]
     if unknown or not options.portfolio:
         raise ValueError(f"search.portfolio: {list(options.portfolio)}; allowed: one or more of {', '.join(allowed)}")
