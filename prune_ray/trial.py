@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
-import hashlib
-import json
-import os
 import socket
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +23,7 @@ from . import __version__
 from .artifacts import ModelRecipe
 from .artifacts.deployment import deployment_of
 from .artifacts.store import model_files, write_model
-from .measure import Measurement, Speedup, TimingOptions, measure, time_paired
+from .measure import Measurement, Speedup, measure, time_paired
 from .data import Dataset
 from .models import classifier_layer
 from .plan import Adapted, Subject, get_schedule, plan_removal
@@ -39,26 +34,29 @@ from .plan.proxy import Scorer, storage_cache
 from .points import TrialConfig
 from .prune import Calibration, get_method
 from .prune.iterative import Cadence, FineTune, evaluate_pruned, prune_and_finetune
-from .prune.unstructured import (
-    magnitude_thresholds,
-    make_masks_permanent,
-    weight_layers,
-)
+from .prune.unstructured import magnitude_thresholds, make_masks_permanent
 from .quantize import get_quantizer
 from .results.frontier import row_resource_keep
 from .results.parquet import model_location, write_epochs, write_steps, write_trial
 from .results.storage import Storage, open_storage
-from .spec import PlanOptions, SweepSpec, finetune_epochs, resolved_metric, stage_epochs
+from .spec import SweepSpec, finetune_epochs, resolved_metric
 from .train import RECALIBRATION_EXAMPLES, TrainRecipe, evaluate, train
+from .trial_row import (
+    config_hash,
+    derived,
+    finetune_recipe,
+    layer_ratios,
+    now,
+    speed_columns,
+    timing_options,
+    within_budget,
+)
 from .trial_setup import calibration_of, obtain_baseline, trial_data, trial_device
 
 Reporter = Callable[[dict[str, Any]], None]
 LATENCY_PLANS = 5  # a latency budget: plans made from the table and verified by timing, at most
 LATENCY_HEADROOM = 0.95  # a latency plan is accepted when its measured median keeps this x the budget, at most
 LATENCY_TIMINGS = 3  # a latency budget: paired timings of the final model until one meets it, at most
-# where and how fast a trial runs does not change its result: left out of config_hash
-INCIDENTAL = ("name", "storage", "search", "resources", "max_failures", "netadapt.parallel", "artifacts",
-              "finetune.compile", "baseline.train.compile")
 # (method name, recipe, seed) -> candidates fine-tuned elsewhere (Ray tasks), or None: in this process
 CandidateExecutor = Callable[[str, TrainRecipe, int], "ShortTune | None"]
 
@@ -83,71 +81,6 @@ class Runtime:
     node: str = field(default_factory=socket.gethostname)
     ray_version: str | None = None
     candidates: CandidateExecutor | None = None  # netadapt's candidates in parallel; None: one by one here
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def config_hash(spec: SweepSpec, config: TrialConfig) -> str:
-    identity = dataclasses.asdict(spec)
-    for path in INCIDENTAL:
-        *parents, leaf = path.split(".")
-        section = identity
-        for parent in parents:
-            section = section[parent]
-        section.pop(leaf)
-    identity["screen_epochs"] = spec.search.screen_epochs  # a screen row's result depends on it
-    # and every row's on the plan options (spec.search's PlanOptions fields)
-    identity["plan"] = {key: value for key, value in dataclasses.asdict(spec.search).items()
-                        if key in {option.name for option in dataclasses.fields(PlanOptions)}}
-    blob = json.dumps({"spec": identity, "trial": config.as_dict()}, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def derived(base: Measurement, pruned: Measurement) -> dict[str, float | None]:
-    return {
-        "params_keep": pruned.params_nonzero / base.params,
-        "macs_keep": pruned.macs / base.macs,
-        "compression_ratio": base.params / max(pruned.params_nonzero, 1),
-        "speedup_theoretical": base.macs / max(pruned.macs, 1),
-    }
-
-
-def timing_options(spec: SweepSpec) -> TimingOptions:
-    options = spec.measure
-    return TimingOptions(warmup=options.latency_warmup, min_passes=options.latency_repeats,
-                         min_time_ms=options.latency_min_time_ms)
-
-
-def within_budget(achieved: float, target: float | None) -> bool:
-    """The one rule a trial's resource is checked by: no budget (a frontier search) always holds."""
-    return target is None or achieved <= target * (1 + 1e-9)
-
-
-def speed_columns(speed: Speedup) -> dict[str, float | str]:
-    """The row's latency columns from the interleaved timing of the baseline and the pruned model."""
-    return {
-        "latency_ms": speed.pruned.median_ms, "latency_iqr_ms": speed.pruned.iqr_ms,
-        "baseline_latency_ms": speed.baseline.median_ms, "speedup_measured": speed.median,
-        "speedup_low": speed.low, "speedup_high": speed.high, "latency_keep": 1 / speed.median,
-        "latency_method": speed.method,  # how the samples were timed
-    }
-
-
-def layer_ratios(model: torch.nn.Module, method, removed: dict[str, int], layers) -> tuple[list[str], list[float]]:
-    """Per-layer fraction removed: measured zeros for masks (global thresholds spread unevenly),
-    the plan's exact counts for channels and ranks."""
-    if method.granularity == "unstructured":
-        names = [layer.name for layer in weight_layers(model)]
-        weights = [model.get_submodule(name).weight for name in names]
-        return names, [1 - int(torch.count_nonzero(w)) / w.numel() for w in weights]
-    return [layer.name for layer in layers], [removed[layer.name] / layer.units for layer in layers]
-
-
-def finetune_recipe(spec: SweepSpec, stage: str) -> TrainRecipe:
-    """The fine-tuning recipe of a trial of `stage`, with its epochs per pruning step (stage_epochs)."""
-    return dataclasses.replace(spec.finetune, epochs=stage_epochs(spec, stage))
 
 
 @dataclass
@@ -201,7 +134,7 @@ class TrialRun:
         schedule = get_schedule(spec.schedule)
         return {
             "sweep": self.context.sweep, "trial_id": self.trial_id, "config_hash": config_hash(spec, self.config),
-            "seed": point.seed, "started_at": _now(), "model": spec.model, "dataset": spec.dataset,
+            "seed": point.seed, "started_at": now(), "model": spec.model, "dataset": spec.dataset,
             "method": self.method.name, "granularity": self.method.granularity, "schedule": spec.schedule,
             "sampler": spec.search.sampler if schedule.has_search_space else None, "budget_metric": self.metric,
             "budget": point.budget, "ratio": point.ratio if isinstance(point.ratio, float) else None,
@@ -439,19 +372,10 @@ class TrialRun:
 
     def finish_row(self) -> dict[str, Any]:
         """Phase 9: the final row and curve, written (a retried trial overwrites its own files)."""
-        self.row["finished_at"] = _now()
+        self.row["finished_at"] = now()
         write_epochs(self.storage, self.context.sweep, self.trial_id, self.epochs)
         write_trial(self.storage, self.row)
         return self.row
-
-
-def search_score(spec: SweepSpec, config: TrialConfig, row: dict[str, Any]) -> float:
-    """What a search (and the final stage's ranking) learns from a finished trial: its validation
-    top-1; for a BatchNorm screen without fine-tuning, its accuracy after recalibration. 0 if failed."""
-    if row["status"] == "failed":
-        return 0.0
-    screening_bn = config.stage == "screen" and spec.search.screen_bn and finetune_recipe(spec, "screen").epochs == 0
-    return row["top1_pruned_bn"] if screening_bn and row.get("top1_pruned_bn") is not None else row["top1"]
 
 
 def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report: Reporter = lambda metrics: None,
@@ -463,14 +387,3 @@ def run_trial(config: TrialConfig, context: TrialContext, trial_id: str, report:
     except Exception as error:  # noqa: BLE001  (every failure becomes the row's error)
         run.fail(error)
     return run.finish_row()
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from prune_ray.plan import PlanOptions, Proposal, Subject, get_schedule, list_sc
 from prune_ray.plan.allocations import lamp_scores, unit_scores
 from prune_ray.plan.densities import erk_densities, densities_of, project_densities
 from prune_ray.plan.proxy import Scorer
-from prune_ray.plan.searched import theta_key
+from prune_ray.plan.searched import priors, theta_key
 from prune_ray.spec import SweepSpec
 
 ONE_SHOT_BUDGETED = [s for s in list_schedules() if get_schedule(s).takes == "budget" and get_schedule(s).plan]
@@ -83,14 +84,24 @@ def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget,
     assert all(0 <= removed[name] <= most[name] for name in most)  # no layer emptied
 
 
-def test_searched_at_theta_zero_is_its_prior_exactly(cnn, digits):
-    x = digits.example_inputs(1)
-    for method_name, prior in (("magnitude", "lamp"), ("l1_filter", "global")):
-        subject = subject_of(cnn, get_method(method_name), x)
-        zeros = Proposal({theta_key(i): 0.0 for i in range(len(subject.layers))})
-        assert plan_removal("searched", subject, 0.1, zeros) == plan_removal(prior, subject, 0.1)
-        uniform = PlanOptions(prior="uniform")
-        assert plan_removal("searched", subject, 0.1, zeros, uniform) == plan_removal("uniform", subject, 0.1)
+@pytest.mark.parametrize("prior", priors())
+@pytest.mark.parametrize("method_name", ["magnitude", "l1_filter"])
+def test_searched_at_theta_zero_is_its_prior_exactly(prior, method_name, cnn, digits):
+    """Every prior search.prior may name (auto and each registered one-shot allocation) is, at
+    theta = 0, exactly that allocation's plan; a prior that cannot serve the method is refused."""
+    method = get_method(method_name)
+    subject = subject_of(cnn, method, digits.example_inputs(1), data=digits)
+    options = PlanOptions(prior=prior)
+    spec = dataclasses.replace(SweepSpec(), search=options)
+    name = {"magnitude": "lamp", "l1_filter": "global"}[method_name] if prior == "auto" else prior
+    try:
+        get_schedule("searched").check(spec, subject)
+    except ValueError as refusal:
+        assert name == "erk" and method.granularity == "structured", refusal
+        assert f"search.prior 'erk' cannot serve method {method_name!r}" in str(refusal)
+        return
+    zeros = Proposal({theta_key(i): 0.0 for i in range(len(subject.layers))})
+    assert plan_removal("searched", subject, 0.1, zeros, options) == plan_removal(name, subject, 0.1)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -8,7 +8,8 @@ from prune_ray.points import OperatingPoint, Proposal, TrialConfig
 from prune_ray.results import read_epochs, read_results
 from prune_ray.spec import SweepSpec
 from prune_ray.train import TrainRecipe
-from prune_ray.trial import TrialContext, run_trial, search_score
+from prune_ray.trial import TrialContext, run_trial
+from prune_ray.trial_row import search_score
 
 
 def small_spec(tmp_path, **changes) -> SweepSpec:

@@ -152,6 +152,13 @@ def get_schedule(name: str) -> Schedule:
     return _SCHEDULES.get(name)
 
 
+def one_shot_allocations() -> list[str]:
+    """Schedules that allocate a budget in one plan and search nothing: what the race's portfolio
+    and the searched schedule's prior may name (a new allocation joins both by being registered)."""
+    return [name for name in list_schedules() if (entry := get_schedule(name)).takes == "budget"
+            and entry.plan is not None and not entry.has_search_space]
+
+
 def plan_removal(schedule: str, subject: Subject, point: float | Mapping[str, float], proposal: Proposal = Proposal(),
                  options: PlanOptions = PlanOptions()) -> dict[str, int]:
     """Units to remove per layer for one trial of a one-shot schedule. `point` is the fixed

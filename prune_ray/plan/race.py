@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from ..prune import Calibration
-from . import Adapted, Proposal, Schedule, Subject, get_schedule, list_schedules, register_schedule
+from . import Adapted, Proposal, Schedule, Subject, get_schedule, one_shot_allocations, register_schedule
 from .budget import BudgetUnreachableError
 from .densities import densities_of, project_densities
 
@@ -63,12 +63,6 @@ class Entry:
     resource_keep: float
     proxies: dict[str, float]  # both proxies (plan.proxy.MEASURED)
     top1: float | None = None  # validation top-1 after the latest round it entered
-
-
-def one_shot_allocations() -> list[str]:
-    """The schedules a portfolio may hold: one-shot budgeted allocations that search nothing."""
-    return [name for name in list_schedules() if (entry := get_schedule(name)).takes == "budget"
-            and entry.plan is not None and not entry.has_search_space]
 
 
 def portfolio_plans(subject: Subject, budget: float, spec: SweepSpec) -> dict[str, dict[str, int]]:

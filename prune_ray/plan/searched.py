@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from . import Dimension, PlanOptions, Proposal, Schedule, Subject, get_schedule, register_schedule
+from . import Dimension, PlanOptions, Proposal, Schedule, Subject, get_schedule, one_shot_allocations, register_schedule
 from .densities import densities_of, project_densities
 
 if TYPE_CHECKING:
@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 # search.prior: auto -> per granularity (benchmarks/search_quality.py decides)
 AUTO_PRIOR = {"unstructured": "lamp", "structured": "global", "lowrank": "uniform"}
-PRIORS = ("auto", "uniform", "global", "lamp", "erk")
+
+
+def priors() -> list[str]:
+    """What search.prior may name: auto, or any one-shot allocation in the schedule registry."""
+    return ["auto", *one_shot_allocations()]
 
 
 def theta_key(index: int) -> str:
@@ -56,8 +60,8 @@ def _check(spec: SweepSpec, subject: Subject) -> None:
     options = spec.search
     name = prior_name(options, subject.method.granularity)
     prior = get_schedule(name)
-    if prior.takes != "budget" or prior.plan is None or prior.has_search_space:
-        raise ValueError(f"search.prior {name!r} is no one-shot budgeted allocation; allowed: {', '.join(PRIORS)}")
+    if name not in one_shot_allocations():
+        raise ValueError(f"search.prior {name!r} is no one-shot budgeted allocation; allowed: {', '.join(priors())}")
     try:
         prior.check(spec, subject)
     except ValueError as error:
@@ -65,8 +69,8 @@ def _check(spec: SweepSpec, subject: Subject) -> None:
 
 
 def _validate(spec: SweepSpec) -> None:
-    if spec.search.prior not in PRIORS:
-        raise ValueError(f"search.prior: unknown value {spec.search.prior!r}; allowed: {', '.join(PRIORS)}")
+    if spec.search.prior not in priors():
+        raise ValueError(f"search.prior: unknown value {spec.search.prior!r}; allowed: {', '.join(priors())}")
     if not 0 < spec.search.log_range <= 5:
         raise ValueError(f"search.log_range: {spec.search.log_range!r} must be in (0, 5] (theta_i in [-range, range])")
 

@@ -11,7 +11,8 @@ from ..results.parquet import SAVED_SPEC, read_results
 from ..results.storage import Storage, open_storage
 from ..results.summary import summarize
 from ..spec import SweepSpec, spec_to_yaml, stage_epochs
-from ..trial import TrialContext, git_sha
+from ..trial import TrialContext
+from ..trial_row import git_sha
 from ..trial_setup import obtain_baseline, trial_data
 from .cluster import check_storage_shared, fit_to_local_machine, start_ray
 from .console import Console, header

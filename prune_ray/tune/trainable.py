@@ -18,7 +18,8 @@ from ..prune import get_method
 from ..results.frontier import row_resource_keep
 from ..spec import SweepSpec
 from ..train import TrainRecipe
-from ..trial import Runtime, TrialContext, run_trial, search_score
+from ..trial import Runtime, TrialContext, run_trial
+from ..trial_row import search_score
 from ..trial_setup import calibration_of, trial_data, trial_device
 
 
