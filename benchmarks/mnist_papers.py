@@ -108,7 +108,7 @@ def train_baseline(spec: SweepSpec) -> float:
 
 def start_sweep(spec: SweepSpec, name: str, short: str, max_concurrent: int) -> subprocess.Popen:
     """The sweep CLI on `spec` in its own process (real Ray; Ray's socket paths under `short`)."""
-    ray_dir = tempfile.mkdtemp(dir=short)  # short: AF_UNIX socket paths are at most 107 bytes
+    ray_dir = tempfile.mkdtemp(prefix="s", dir=short)  # short: AF_UNIX socket paths are at most 107 bytes
     path = os.path.join(ray_dir, "spec.yaml")
     with open(path, "w") as handle:
         handle.write(spec_to_yaml(spec))
@@ -212,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"baseline {network}: {seconds / 60:.1f} min", flush=True)
         with tempfile.TemporaryDirectory(prefix="mnp", dir="/tmp") as short:  # Ray's socket paths stay short
             running = [(name, start_sweep(spec, name, short, args.max_concurrent)) for name, spec in sweeps]
-            for name, process in running:
-                if process.wait() != 0:
-                    print(f"sweep {name} failed: see {os.path.join(storage, name + '.log')}", file=sys.stderr)
-                    return 1
+            failed = [name for name, process in running if process.wait() != 0]  # every sweep ends before Ray's dir goes
+        for name in failed:
+            print(f"sweep {name} failed: see {os.path.join(storage, name + '.log')}", file=sys.stderr)
+        if failed:
+            return 1
         print(f"all sweeps: {(time.perf_counter() - began) / 60:.1f} min wall since the first baseline", flush=True)
     for network in args.networks:
         print("\n".join(report(storage, network)) + "\n", flush=True)

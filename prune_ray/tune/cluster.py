@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 
@@ -15,12 +16,44 @@ from ..plan import get_schedule
 from ..spec import SweepSpec
 
 LOCAL_NODE_ADDRESS = "127.0.0.2"
+SESSION_PREFIX = "pr-"  # a local sweep's Ray session directory: SESSION_PREFIX + 8 random characters (short: see below)
+# what Ray appends under that directory, at its longest: session_<date>_<time>_<microseconds>_<pid up to
+# 7 digits>/sockets/plasma_store (ray._private.node; its raylet socket name is shorter)
+RAY_SOCKET_TAIL = len("/session_2026-12-07_01-23-06_359967_4194304/sockets/plasma_store")
+
+
+class RayTempDirError(ValueError):
+    """A temporary directory too long for the Unix socket paths Ray makes under it."""
+
+
+def ray_temp_root() -> str:
+    """Where a local sweep puts Ray's session directory: the directory Ray itself would use
+    (ray._common.utils.get_default_system_temp_dir: $RAY_TMPDIR, else $TMPDIR on Linux, else /tmp),
+    so a macOS $TMPDIR (/var/folders/...) does not lengthen Ray's socket paths."""
+    if "RAY_TMPDIR" in os.environ:
+        return os.environ["RAY_TMPDIR"]
+    if sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        return os.environ["TMPDIR"]
+    return "/tmp" if sys.platform.startswith(("linux", "darwin")) else tempfile.gettempdir()
+
+
+def check_ray_temp_root() -> None:
+    """Before Ray starts: the session directory's Unix sockets fit AF_UNIX's path limit (107 bytes on
+    Linux, 103 on macOS); Ray would otherwise fail at start with a traceback."""
+    root = ray_temp_root().rstrip("/") or "/"
+    limit = 103 if sys.platform.startswith("darwin") else 107
+    room = limit - len(f"/{SESSION_PREFIX}xxxxxxxx") - RAY_SOCKET_TAIL
+    variable = "RAY_TMPDIR" if "RAY_TMPDIR" in os.environ else "TMPDIR"
+    if len(root.encode()) > room:
+        raise RayTempDirError(
+            f"{variable} {root!r} is {len(root.encode())} bytes long: Ray's socket paths under it would pass the "
+            f"{limit}-byte AF_UNIX limit; set RAY_TMPDIR to a directory of at most {room} bytes, e.g. /tmp")
 
 
 def start_ray(address: str | None, verbose: bool = False) -> None:
     """Join `address`, or start Ray locally. Locally, Ray's node address stays on loopback (Ray
     rewrites 127.0.0.1 itself to the external interface, 127.0.0.2 it keeps), no dashboard starts,
-    and Ray's session directory is a fresh one under $RAY_TMPDIR (or /tmp), shut down and removed
+    and Ray's session directory is a fresh one under ray_temp_root() (where Ray itself would put it), shut down and removed
     when the process exits. Unless `verbose`, the trials' own output and Ray's start-up notices stay
     in Ray's log files instead of the console (their worker processes print Python's shutdown noise
     when Ray stops them)."""
@@ -32,7 +65,8 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
         return
     local = {}
     if address is None:
-        session = tempfile.mkdtemp(prefix="prune-ray-", dir=os.environ.get("RAY_TMPDIR", tempfile.gettempdir()))
+        check_ray_temp_root()
+        session = tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=ray_temp_root())
         local = {"_node_ip_address": LOCAL_NODE_ADDRESS, "_temp_dir": session}
         atexit.register(_stop_ray, session)  # runs before Ray's own atexit shutdown (last in, first out)
     notices = logging.getLogger("ray._private.authentication.authentication_token_setup")

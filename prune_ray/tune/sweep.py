@@ -20,6 +20,7 @@ from ..results.storage import StorageError, checked_storage
 from ..smoke import smoke_twin
 from ..spec import NAME_PATTERN, SpecError, SweepSpec, load_spec, spec_from_yaml, validate, with_overrides
 from ..trial_setup import preflight_checks, search_spaces
+from .cluster import RayTempDirError, check_ray_temp_root
 
 EXIT_BAD_INPUT = 2
 
@@ -118,6 +119,8 @@ def absolute_paths(spec: SweepSpec) -> SweepSpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.address is None:
+            check_ray_temp_root()  # Ray's socket paths under a local session directory fit AF_UNIX's limit
         if args.resume:
             spec, sweep = resumed_spec(args)
         else:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
                 )
         spaces = search_spaces(spec, preflight_checks(spec))  # before Ray or Optuna is imported
-    except (SpecError, StorageError, DatasetFilesMissingError) as error:
+    except (SpecError, StorageError, DatasetFilesMissingError, RayTempDirError) as error:
         print(f"prune-ray sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from .cluster import StorageNotSharedError
