@@ -119,8 +119,6 @@ def absolute_paths(spec: SweepSpec) -> SweepSpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.address is None:
-            check_ray_temp_root()  # Ray's socket paths under a local session directory fit AF_UNIX's limit
         if args.resume:
             spec, sweep = resumed_spec(args)
         else:
@@ -135,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"sweep {sweep!r} already exists in {storage.uri}: choose another --name, or --resume it"
                 )
         spaces = search_spaces(spec, preflight_checks(spec))  # before Ray or Optuna is imported
+        if args.address is None:  # last: the spec's own errors come first, whatever $TMPDIR is
+            check_ray_temp_root()  # Ray's socket paths under a local session directory fit AF_UNIX's limit
     except (SpecError, StorageError, DatasetFilesMissingError, RayTempDirError) as error:
         print(f"prune-ray sweep: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
