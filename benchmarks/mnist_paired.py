@@ -8,8 +8,10 @@ points, so the pruned model's test error is compared with the baseline it was pr
 Each trial runs in this process on one thread through `run_trial` (the sweep's own trial, without
 Ray); baselines go to (and are read back from) the store under DIR, so a second run with another
 fine-tuning recipe trains none. It prints one line per seed and the mean paired difference (pruned
-test error minus its own baseline's, in points) with a 95% t interval over the seeds. docs/papers.md
-has the figures.
+test error minus its own baseline's, in points) with a 95% t interval over the seeds and the
+one-sided 95% upper bound (what a "within X points of the baseline" target is tested by).
+`--summarise LOG...` reads the lines of earlier runs' --log files instead and summarises each
+setting (recipe, ratios, cycles, overrides) over all its seeds. docs/papers.md has the figures.
 """
 
 from __future__ import annotations
@@ -55,20 +57,43 @@ def paired_spec(path: str, data_root: str, storage: str, seed: int, finetune: li
         baseline=dataclasses.replace(spec.baseline, train=dataclasses.replace(spec.baseline.train, **base)))
 
 
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student t interval (0 for one value)."""
+def t_interval(values: list[float], level: float = 0.975) -> tuple[float, float]:
+    """Mean and the half-width of its Student t interval at quantile `level` (0.975: the two-sided
+    95% interval; 0.95: the one-sided 95% bound); nan for one value."""
     from scipy import stats
 
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, float("nan")
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return mean, float(stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
+    return mean, float(stats.t.ppf(level, len(values) - 1)) * sd / math.sqrt(len(values))
+
+
+def summary(differences: list[float]) -> str:
+    mean, half = t_interval(differences)
+    _, one_sided = t_interval(differences, 0.95)
+    return (f"mean paired difference over {len(differences)} seeds: {mean:+.3f} point, 95% interval "
+            f"[{mean - half:+.3f}, {mean + half:+.3f}], one-sided 95% upper bound {mean + one_sided:+.3f}")
+
+
+def summarise(logs: list[str]) -> int:
+    """Each setting in the --log files over all its seeds (a seed logged twice: its last line)."""
+    settings: dict[str, dict[int, float]] = {}
+    for path in logs:
+        with open(path) as handle:
+            for line in filter(str.strip, handle):
+                row = json.loads(line)
+                key = json.dumps({k: row[k] for k in ("recipe", "ratios", "steps", "finetune", "baseline_override")},
+                                 sort_keys=True)
+                settings.setdefault(key, {})[row["seed"]] = row["difference"]
+    for key, by_seed in settings.items():
+        print(f"{key}\n  seeds {sorted(by_seed)}\n  {summary(list(by_seed.values()))}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", help="a han2015_*_mnist.yaml or similar recipe with schedule fixed")
+    parser.add_argument("recipe", nargs="?", help="a han2015_*_mnist.yaml or similar recipe with schedule fixed")
     parser.add_argument("--point", type=int, default=1, help="index into the recipe's fixed_ratios")
     parser.add_argument("--ratios", type=json.loads, help='per-layer ratios instead of --point, e.g. \'{"fc1": 0.92}\'')
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -79,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist", default=os.path.join(ROOT, "..", "shared", "data", "mnist"))
     parser.add_argument("--storage", default=os.path.expanduser("~/.cache/prune-ray-bench/mnist-paired"))
     parser.add_argument("--log", help="append one JSON line per seed to this file")
+    parser.add_argument("--summarise", nargs="+", metavar="LOG", help="summarise these --log files; run nothing")
     args = parser.parse_args(argv)
+    if args.summarise:
+        return summarise(args.summarise)
+    if args.recipe is None:
+        parser.error("the recipe is required (or --summarise LOG...)")
     if not all(os.path.exists(os.path.join(args.mnist, f + ".gz")) for f in IDX_FILES):
         print(f"--mnist: {args.mnist} does not hold the four MNIST .gz files", file=sys.stderr)
         return 2
@@ -117,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.log, "a") as handle:
                 handle.write(json.dumps(line) + "\n")
     if differences:
-        mean, half = t_interval(differences)
-        print(f"mean paired difference over {len(differences)} seeds: {mean:+.3f} point, 95% interval "
-              f"[{mean - half:+.3f}, {mean + half:+.3f}]", flush=True)
+        print(summary(differences), flush=True)
     return 0
 
 

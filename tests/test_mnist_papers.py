@@ -2,6 +2,7 @@
 clone: those tests skip), its bad input, and the papers' networks' pruning rates in the recipes."""
 
 import hashlib
+import json
 import importlib.util
 import os
 import sys
@@ -92,3 +93,28 @@ def test_stage_bits_split_the_encoded_file_over_its_nonzero_weights(tmp_path):
     assert bits["index"] + bits["codes"] + bits["floats"] + bits["header"] == pytest.approx(bits["total"])
     assert bits["total"] == pytest.approx(8 * len(data) / nonzero)
     assert 0 < bits["codes"] <= 4 + 1  # 4-bit codes, entropy coded: at most the raw width plus the code table
+
+
+def _paired():
+    spec = importlib.util.spec_from_file_location("mnist_paired", os.path.join(ROOT, "benchmarks", "mnist_paired.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_summary_pools_the_logs_seeds_per_setting(tmp_path, capsys):
+    """--summarise: each setting over all its seeds across log files (a seed logged again: its last
+    line); differences 0.0 and 0.2 give mean 0.1, half-widths t(0.975, 1) x 0.1 = 1.271 and
+    t(0.95, 1) x 0.1 = 0.631 (sd 0.1414 over sqrt 2)."""
+    setting = {"recipe": "r.yaml", "ratios": {"fc1": 0.9}, "steps": 5, "finetune": [], "baseline_override": []}
+    other = {**setting, "finetune": ["distill=0.5"]}
+    lines = [({**setting, "seed": 0, "difference": 0.5}, "a"), ({**setting, "seed": 1, "difference": 0.2}, "a"),
+             ({**setting, "seed": 0, "difference": 0.0}, "b"), ({**other, "seed": 0, "difference": 0.3}, "b")]
+    for row, name in lines:
+        with open(tmp_path / name, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+    assert _paired().main(["--summarise", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    first, second = out.split('{"baseline_override"')[1:]
+    assert "seeds [0, 1]" in first and "+0.100 point, 95% interval [-1.171, +1.371], one-sided 95% upper bound +0.731" in first
+    assert "distill=0.5" in second and "over 1 seeds: +0.300 point" in second
