@@ -42,9 +42,23 @@ def test_proposals_are_distinct_plans_that_meet_the_budget(cnn, digits, method, 
         assert budget * 0.98 <= resource_of(plan) / subject.baseline_resource <= budget
 
 
-def test_a_race_trial_keeps_the_final_rounds_best_and_counts_its_epochs(tmp_path):
-    spec = race_spec(tmp_path)
-    row = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(spec, "s", {}, None), "r1")
+@pytest.fixture(scope="module")
+def race_trial(tmp_path_factory):
+    """One race trial (distilled: the path with the most to get the same; knapsack's curves at 6
+    kept fractions, not 12), shared by the two tests that read it: (its root, its row)."""
+    from prune_ray.plan import knapsack
+
+    root = tmp_path_factory.mktemp("race")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(knapsack, "FRACTIONS", 6)
+        spec = race_spec(root, distill=0.5)
+        row = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(spec, "s", {}, None), "r1")
+    return root, row
+
+
+@pytest.mark.xdist_group("race_trial")
+def test_a_race_trial_keeps_the_final_rounds_best_and_counts_its_epochs(race_trial):
+    tmp_path, row = race_trial
     assert row["status"] == "ok", row.get("error")
     steps = read_steps(str(tmp_path), "s", "race")
     assert len(steps[steps["round"] == 0]) == 10  # every proposal scored by both proxies
@@ -74,14 +88,16 @@ def test_bad_race_shapes_are_refused_in_one_line(search, message):
     assert message in str(refusal.value) and "\n" not in str(refusal.value)
 
 
-@pytest.mark.parametrize("distill", [0.5])  # distilled: the path with the most to get the same (plain: the race test above)
-def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(tmp_path, distill):
+@pytest.mark.xdist_group("race_trial")
+def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(race_trial, monkeypatch):
     """The race's final round gives each prior exactly the trial its one-shot schedule would run (same
     baseline, seed, BatchNorm recalibration, epochs and distillation from the baseline), so the race
     cannot lose to the best prior by fine-tuning it differently."""
-    spec = race_spec(tmp_path, distill=distill)
-    race = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(spec, "s", {}, None), "r1")
-    lamp = dataclasses.replace(spec, schedule="lamp")
+    from prune_ray.plan import knapsack
+
+    monkeypatch.setattr(knapsack, "FRACTIONS", 6)  # as the race ran: the same stored curves
+    tmp_path, race = race_trial
+    lamp = dataclasses.replace(race_spec(tmp_path, distill=0.5), schedule="lamp")
     alone = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(lamp, "l", {}, None), "l1")
     assert race["status"] == alone["status"] == "ok"
     steps = read_steps(str(tmp_path), "s", "race")
