@@ -58,7 +58,7 @@ LONG = ("global", "lamp", "knapsack")
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
-SMOKE = "search: {proposals: 6, race_keep: [2, 1], race_epochs: [1]}\n"  # --smoke: the same code, seconds
+SMOKE = "search: {proposals: 6, race_keep: [2, 1], race_epochs: [1], curve_points: 4}\n"  # --smoke: the same code, seconds
 
 
 def spec_text(point: str, method: str, schedule: str, epochs: int, args) -> str:

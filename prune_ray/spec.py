@@ -169,6 +169,8 @@ def _validate_search(spec: SweepSpec) -> None:
     schedule = get_schedule(spec.schedule)
     _choice(search.early_stopping, EARLY_STOPPING, "search.early_stopping")
     _choice(search.proxy, PROXIES, "search.proxy")
+    if not 2 <= search.curve_points <= 64:
+        raise SpecError(f"search.curve_points: {search.curve_points} must be in [2, 64] (kept fractions per sensitivity curve)")
     if len(search.keep_range) != 2 or not 0 < search.keep_range[0] < search.keep_range[1] <= 1:
         raise SpecError(f"search.keep_range: {list(search.keep_range)} must be [low, high] with 0 < low < high <= 1")
     if not spec.budgets and schedule.takes == "budget":

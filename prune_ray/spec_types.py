@@ -29,6 +29,9 @@ class PlanOptions:
     # (validation loss after BatchNorm recalibration), kl (KL divergence from the baseline's
     # outputs), auto (bn_loss with BatchNorm, else kl); ranks knapsack's curves and race's proposals
     proxy: str = "auto"
+    # schedule knapsack (also in a race's portfolio): kept fractions per layer on each sensitivity
+    # curve, each one a pruned copy of the baseline scored by the proxy (more: finer choices, slower)
+    curve_points: int = 12
     # schedule race: the one-shot allocations it starts from (each also enters its final round)
     portfolio: tuple[str, ...] = ("lamp", "global", "knapsack")
     proposals: int = 128  # schedule race: proposals per operating point, scored by the proxy alone

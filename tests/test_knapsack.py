@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from prune_ray.models import create_model
-from prune_ray.plan import Subject, knapsack
+from prune_ray.plan import PlanOptions, Subject, knapsack
 from prune_ray.plan.knapsack import choose, curve_counts, knapsack_densities, sensitivity_curves
 from prune_ray.plan.proxy import Scorer, resolved_proxy
 from prune_ray.prune import Calibration, get_method
@@ -41,7 +41,7 @@ def test_knapsack_prunes_the_layer_whose_damage_is_cheap(cnn, digits):
     subject = Subject(cnn, method, layers, x, "params", base)
     rows = []
     for index, layer in enumerate(layers):
-        for removed in curve_counts(layer.units, method.max_ratio):
+        for removed in curve_counts(layer.units, method.max_ratio, 12):
             # the first layer is free to prune, every other one costly
             rows.append({"layer": layer.name, "removed": removed, "kept": 1 - removed / layer.units,
                          "damage": 0.0 if index == len(layers) - 2 else 10.0 * removed / layer.units,
@@ -53,8 +53,7 @@ def test_knapsack_prunes_the_layer_whose_damage_is_cheap(cnn, digits):
     assert all(densities[layer.name] == 1.0 for layer in layers if layer.name != free.name)
 
 
-def test_curves_come_from_pruning_one_layer_and_are_cached(cnn, digits, monkeypatch):
-    monkeypatch.setattr(knapsack, "FRACTIONS", 4)  # 4 points per curve: the same code, a quarter of the passes
+def test_curves_come_from_pruning_one_layer_and_are_cached(cnn, digits):
     method, x = get_method("l1_filter"), digits.example_inputs(1)
     computed = []
 
@@ -64,14 +63,14 @@ def test_curves_come_from_pruning_one_layer_and_are_cached(cnn, digits, monkeypa
 
     scorer = Scorer.of(cnn, digits, cache=cache)
     subject = Subject(cnn, method, method.layers(cnn, x), x, "macs", resource(cnn, x, "macs"), scorer=scorer)
-    curves = sensitivity_curves(subject)
+    curves = sensitivity_curves(subject, 4)  # 4 points per curve: the same code, a third of the passes
     assert set(curves["layer"]) == {layer.name for layer in subject.layers}
     assert (curves["saving"] > 0).all() and (curves["kept"] < 1).all()
     for _, rows in curves.groupby("layer"):  # more removed, more saved
         assert rows.sort_values("removed")["saving"].is_monotonic_increasing
     from prune_ray.plan import plan_removal
 
-    plan_removal("knapsack", subject, 0.4)
+    plan_removal("knapsack", subject, 0.4, options=PlanOptions(curve_points=4))
     assert computed == ["knapsack-l1_filter-macs-bn_loss-4"]
 
 

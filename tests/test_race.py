@@ -15,7 +15,7 @@ from prune_ray.results import read_results, read_steps
 from prune_ray.spec import SpecError, SweepSpec, spec_from_yaml
 from prune_ray.trial import TrialContext, run_trial
 
-SMALL_RACE = "search: {proposals: 10, race_keep: [4, 2, 1], race_epochs: [1, 1]}\n"
+SMALL_RACE = "search: {proposals: 10, race_keep: [4, 2, 1], race_epochs: [1, 1], curve_points: 4}\n"
 
 
 def race_spec(tmp_path, extra: str = "", distill: float = 0.0) -> SweepSpec:
@@ -44,15 +44,11 @@ def test_proposals_are_distinct_plans_that_meet_the_budget(cnn, digits, method, 
 
 @pytest.fixture(scope="module")
 def race_trial(tmp_path_factory):
-    """One race trial (distilled: the path with the most to get the same; knapsack's curves at 6
-    kept fractions, not 12), shared by the two tests that read it: (its root, its row)."""
-    from prune_ray.plan import knapsack
-
+    """One race trial (distilled: the path with the most to get the same), shared by the two tests
+    that read it: (its root, its row)."""
     root = tmp_path_factory.mktemp("race")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(knapsack, "FRACTIONS", 6)
-        spec = race_spec(root, distill=0.5)
-        row = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(spec, "s", {}, None), "r1")
+    spec = race_spec(root, distill=0.5)
+    row = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(spec, "s", {}, None), "r1")
     return root, row
 
 
@@ -89,13 +85,10 @@ def test_bad_race_shapes_are_refused_in_one_line(search, message):
 
 
 @pytest.mark.xdist_group("race_trial")
-def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(race_trial, monkeypatch):
+def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(race_trial):
     """The race's final round gives each prior exactly the trial its one-shot schedule would run (same
     baseline, seed, BatchNorm recalibration, epochs and distillation from the baseline), so the race
     cannot lose to the best prior by fine-tuning it differently."""
-    from prune_ray.plan import knapsack
-
-    monkeypatch.setattr(knapsack, "FRACTIONS", 6)  # as the race ran: the same stored curves
     tmp_path, race = race_trial
     lamp = dataclasses.replace(race_spec(tmp_path, distill=0.5), schedule="lamp")
     alone = run_trial(TrialConfig(OperatingPoint(0.05, "magnitude", 0)), TrialContext(lamp, "l", {}, None), "l1")

@@ -27,12 +27,8 @@ def achieved(cnn, method, removed, x, metric):
 _CURVES: dict = {}  # knapsack's sensitivity curves, per (weights, curve): computed once per test process
 
 
-@pytest.fixture(autouse=True)
-def short_curves(monkeypatch):
-    """knapsack's curves at 4 kept fractions per layer, not 12: the same code, a third of the forward passes."""
-    from prune_ray.plan import knapsack
-
-    monkeypatch.setattr(knapsack, "FRACTIONS", 4)
+# knapsack's curves at 4 kept fractions per layer, not 12: the same code, a third of the forward passes
+SHORT_CURVES = PlanOptions(curve_points=4)
 
 
 def memo(model):
@@ -77,7 +73,7 @@ def test_every_budgeted_schedule_meets_the_budget(schedule, method_name, budget,
     except ValueError as refusal:
         assert schedule == "erk" and method.granularity == "structured", refusal
         return
-    removed = plan_removal(schedule, subject, budget, Proposal(MIXED))
+    removed = plan_removal(schedule, subject, budget, Proposal(MIXED), SHORT_CURVES)
     kept = achieved(cnn, method, removed, x, metric) / subject.baseline_resource
     assert budget * 0.98 <= kept <= budget, kept
     most = {layer.name: int(method.max_ratio * layer.units + 1e-9) for layer in subject.layers}
@@ -91,7 +87,7 @@ def test_searched_at_theta_zero_is_its_prior_exactly(prior, method_name, cnn, di
     theta = 0, exactly that allocation's plan; a prior that cannot serve the method is refused."""
     method = get_method(method_name)
     subject = subject_of(cnn, method, digits.example_inputs(1), data=digits)
-    options = PlanOptions(prior=prior)
+    options = PlanOptions(prior=prior, curve_points=4)
     spec = dataclasses.replace(SweepSpec(), search=options)
     name = {"magnitude": "lamp", "l1_filter": "global"}[method_name] if prior == "auto" else prior
     try:
@@ -101,7 +97,7 @@ def test_searched_at_theta_zero_is_its_prior_exactly(prior, method_name, cnn, di
         assert f"search.prior 'erk' cannot serve method {method_name!r}" in str(refusal)
         return
     zeros = Proposal({theta_key(i): 0.0 for i in range(len(subject.layers))})
-    assert plan_removal("searched", subject, 0.1, zeros, options) == plan_removal(name, subject, 0.1)
+    assert plan_removal("searched", subject, 0.1, zeros, options) == plan_removal(name, subject, 0.1, options=options)
 
 
 @pytest.mark.parametrize("seed", range(6))

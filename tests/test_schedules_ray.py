@@ -28,7 +28,7 @@ def test_every_schedule_runs_in_a_sweep(tmp_path, shared_store, local_ray, sched
 
     def spec(methods: str) -> str:
         (tmp_path / "spec.yaml").write_text(
-            f"schedule: {schedule}\nmethods: [{methods}]\nbudgets: [0.4]\nsearch: {{num_samples: 1}}\n"
+            f"schedule: {schedule}\nmethods: [{methods}]\nbudgets: [0.4]\nsearch: {{num_samples: 1, curve_points: 4}}\n"
             "baseline: {train: {epochs: 2}}\nfinetune: {epochs: 1}\nmeasure: {latency_repeats: 2}\n")
         return str(tmp_path / "spec.yaml")
 
@@ -105,7 +105,7 @@ def test_a_race_sweep_writes_its_trace_and_counts_its_epochs(tmp_path, shared_st
 
     (tmp_path / "spec.yaml").write_text(
         "schedule: race\nmethods: [l1_filter]\nbudgets: [0.4]\nbaseline: {train: {epochs: 2}}\nfinetune: {epochs: 1}\n"
-        "search: {proposals: 6, race_keep: [3, 1], race_epochs: [1]}\nmeasure: {latency_repeats: 2}\n")
+        "search: {proposals: 6, race_keep: [3, 1], race_epochs: [1], curve_points: 4}\nmeasure: {latency_repeats: 2}\n")
     assert sweep.main([str(tmp_path / "spec.yaml"), "--storage", str(shared_store), "--name", "race"]) == 0
     frame = read_results(str(shared_store), "race")
     assert len(frame) == 1 and frame["status"].iloc[0] == "ok", frame["error"].tolist()

@@ -47,6 +47,7 @@ def test_yaml_values_become_typed_fields(tmp_path):
         ("methods: [magnitude]\nbudget_metric: macs\n", ["'macs'", "magnitude", "params"]),
         ("search: {sampler: grid}\n", ["search.sampler", "'grid'", "tpe", "cmaes"]),
         ("search: {prior: netadapt}\n", ["search.prior", "'netadapt'", "auto", "knapsack", "lamp"]),
+        ("search: {curve_points: 1}\n", ["search.curve_points", "1", "[2, 64]"]),
         ("seeds: [0, 0]\n", ["seeds", "twice"]),
         ("search: {num_samples: 0}\n", ["search.num_samples", "> 0"]),
         ("finetune: {lr_schedule: linear}\n", ["finetune.lr_schedule", "'linear'", "cosine"]),

@@ -1,7 +1,7 @@
 """The `knapsack` schedule: a one-shot allocation from per-layer sensitivity curves (the idea of
 HALP, Shen et al. 2022, and of Model Optimizer's FastNAS).
 
-1. Curves: for each layer and each of FRACTIONS kept fractions (geometric from 1 - max_ratio to
+1. Curves: for each layer and each of search.curve_points kept fractions (geometric from 1 - max_ratio to
    1), the baseline with only that layer pruned so: its proxy damage (plan.proxy, forward only, no
    fine-tuning; minus the baseline's own) and the resource it saves (measured on the pruned copy:
    params, MACs, or the latency table's prediction). Cached per baseline, method, metric and proxy
@@ -26,21 +26,20 @@ from ..prune import Calibration
 from . import PlanOptions, Proposal, Schedule, Subject, register_schedule
 from .densities import project_densities
 
-FRACTIONS = 12  # kept fractions per layer on each sensitivity curve
 BINS = 1000  # steps the savings are discretised in (the budget's saving is BINS steps)
 
 
-def curve_name(subject: Subject, proxy: str) -> str:
+def curve_name(subject: Subject, proxy: str, points: int) -> str:
     rounding = f"-r{subject.round_to}" if subject.round_to > 1 else ""
-    return f"knapsack-{subject.method.name}-{subject.metric}-{proxy}-{FRACTIONS}{rounding}"
+    return f"knapsack-{subject.method.name}-{subject.metric}-{proxy}-{points}{rounding}"
 
 
-def curve_counts(units: int, max_ratio: float, round_to: int = 1) -> list[int]:
+def curve_counts(units: int, max_ratio: float, points: int, round_to: int = 1) -> list[int]:
     """Units removed at each kept fraction of the curve, distinct, ascending (0 excluded)."""
     least = max(1 - max_ratio, 1e-6)
     counts = set()
-    for step in range(1, FRACTIONS + 1):
-        kept = math.ceil(units * least ** (step / FRACTIONS) - 1e-9)
+    for step in range(1, points + 1):
+        kept = math.ceil(units * least ** (step / points) - 1e-9)
         kept = min(units, math.ceil(kept / round_to) * round_to) if round_to > 1 else kept
         removed = min(units - kept, int(max_ratio * units + 1e-9))
         if removed > 0:
@@ -48,7 +47,7 @@ def curve_counts(units: int, max_ratio: float, round_to: int = 1) -> list[int]:
     return sorted(counts)
 
 
-def sensitivity_curves(subject: Subject) -> pd.DataFrame:
+def sensitivity_curves(subject: Subject, points: int) -> pd.DataFrame:
     """Rows (layer, removed, kept, damage, saving): the baseline with only `layer` pruned by `removed`
     units; damage is the proxy minus the baseline's, saving the resource it no longer holds."""
     scorer = subject.scorer
@@ -59,7 +58,7 @@ def sensitivity_curves(subject: Subject) -> pd.DataFrame:
     calibration = Calibration(scorer.recalibration[:64])
     rows = []
     for layer in subject.layers:
-        for removed in curve_counts(layer.units, subject.method.max_ratio, subject.round_to):
+        for removed in curve_counts(layer.units, subject.method.max_ratio, points, subject.round_to):
             pruned = subject.method.prune(copy.deepcopy(subject.model), {layer.name: removed}, calibration)
             rows.append({"layer": layer.name, "removed": removed, "kept": 1 - removed / layer.units,
                          "damage": scorer.damage(pruned) - dense,
@@ -117,7 +116,8 @@ def _plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOpti
     scorer = subject.scorer
     if scorer is None:
         raise ValueError("schedule 'knapsack' measures sensitivity curves on the trial's data: the subject has no scorer")
-    curves = scorer.cached(curve_name(subject, scorer.proxy), lambda: sensitivity_curves(subject))
+    points = options.curve_points
+    curves = scorer.cached(curve_name(subject, scorer.proxy, points), lambda: sensitivity_curves(subject, points))
     densities = knapsack_densities(subject, budget, curves)
     floor = 1 - subject.method.max_ratio
     densities = {name: max(value, floor) for name, value in densities.items()}
