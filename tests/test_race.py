@@ -52,6 +52,7 @@ def race_trial(tmp_path_factory):
     return root, row
 
 
+@pytest.mark.slow  # a whole race trial (about 15 s): the full suite's, not the fast tier's
 @pytest.mark.xdist_group("race_trial")
 def test_a_race_trial_keeps_the_final_rounds_best_and_counts_its_epochs(race_trial):
     tmp_path, row = race_trial
@@ -84,6 +85,7 @@ def test_bad_race_shapes_are_refused_in_one_line(search, message):
     assert message in str(refusal.value) and "\n" not in str(refusal.value)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("race_trial")
 def test_a_prior_in_the_final_round_is_fine_tuned_as_its_own_one_shot_trial(race_trial):
     """The race's final round gives each prior exactly the trial its one-shot schedule would run (same
