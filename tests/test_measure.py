@@ -8,8 +8,6 @@ import torch.nn as nn
 from prune_ray.measure import (
     SPARSE_INDEX_BYTES, TimingOptions, count_macs, count_params, measure, time_model, time_paired,
 )
-from prune_ray.prune import apply_pruning
-from prune_ray.prune.unstructured import make_masks_permanent
 
 
 def tiny_model() -> nn.Module:
@@ -62,8 +60,8 @@ def test_masked_weights_count_as_zeros():
     assert nonzero == params - 40 - 2  # 40 masked weights, 2 BN biases at zero
 
 
-# Timing. No test asserts a speed; the statistical property checked is that two models of
-# identical work get a speedup interval containing 1.0 (the timing's promise on a busy machine).
+# Timing. No test asserts a speed or depends on one: the real clock is only checked to run the
+# passes and the time asked; the pairing's promise on a busy machine is checked on an injected clock.
 
 
 def test_time_model_runs_at_least_the_passes_and_the_time_asked(cnn, digits):
@@ -81,38 +79,39 @@ def test_time_paired_interleaves_equal_numbers_of_passes(cnn, digits):
     assert speed.low <= speed.median <= speed.high
 
 
-def test_a_model_and_its_copy_get_an_interval_containing_one(cnn, digits):
-    batch = digits.val_x[:32]
-    speed = time_paired(cnn, copy.deepcopy(cnn), batch)
-    assert speed.baseline.passes >= 20
-    assert speed.low <= 1.0 <= speed.high, speed
+class BurstyClock:
+    """A busy machine as a latency model: each model's cost per pass, times a load that comes and
+    goes in bursts longer than a pass (a neighbour's training starting and stopping), a steady
+    slow-down, and seeded jitter of +-5% per sample. Nothing here is measured."""
+
+    def __init__(self, per_pass_ms: dict[int, float], seed: int = 0):
+        import random
+
+        self.per_pass_ms, self.random, self.samples = per_pass_ms, random.Random(seed), 0
+
+    def __call__(self, model, inputs, passes: int) -> float:
+        self.samples += 1
+        burst = 3.0 if (self.samples // 10) % 3 == 0 else 1.0  # bursts of 10 samples at 3x, then 20 at 1x
+        drift = 1 + self.samples / 50  # and a machine slowing steadily: 1% a sample
+        return passes * self.per_pass_ms[id(model)] * burst * drift * self.random.uniform(0.95, 1.05)
 
 
-def test_a_masked_model_and_its_dense_baseline_get_an_interval_reaching_one(cnn, digits):
-    """Masks cut no dense work, so no masked model may claim a real speedup. Measured on the
-    2-core development CPU, though, a digits_cnn with 90% of its weights zeroed runs a steady 6-7%
-    faster than its dense baseline (median ratio 1.05-1.07 in 24 of 24 runs of `time_paired`), and
-    as fast when the zeros are copied into the baseline's own tensors: the speed depends on the
-    values (no denormals in weights or activations; flush-to-zero changes nothing), not on the
-    layout or the timing. Its interval therefore excludes 1.0 by up to 0.01 in about one run in six,
-    which is the measurement being right; what must not come back is the old 1.67x of noise. So
-    the interval reaches to within 5% of 1.0 and the median stays under 1.2x."""
-    batch = digits.val_x[:32]
-    masked = make_masks_permanent(apply_pruning(copy.deepcopy(cnn), "magnitude", 0.9, batch))
-    assert count_params(masked)[1] < 0.2 * count_params(cnn)[1]  # really masked: the dense work is the same
-    speed = time_paired(cnn, masked, batch)
-    assert speed.baseline.passes >= 20
-    assert speed.low <= 1.05 and speed.high >= 0.95, speed
-    assert speed.median < 1.2, speed
-
-
-def test_two_structured_methods_at_identical_shapes_get_an_interval_containing_one(cnn, digits):
-    batch = digits.val_x[:32]
-    by_l1 = apply_pruning(copy.deepcopy(cnn), "l1_filter", 0.5, batch)
-    by_fpgm = apply_pruning(copy.deepcopy(cnn), "fpgm", 0.5, batch)
-    assert [p.shape for p in by_l1.parameters()] == [p.shape for p in by_fpgm.parameters()]
-    speed = time_paired(by_l1, by_fpgm, batch)
-    assert speed.low <= 1.0 <= speed.high, speed
+@pytest.mark.parametrize("seed", range(5))
+def test_interleaved_pairs_cancel_bursts_of_load(seed):
+    """The timing's promise on a busy machine, with an injected clock: the load triples for a third
+    of the samples, in bursts, and the machine slows 1% a sample (timing one model's samples after
+    the other's would make the second look 2-3x slower), yet two models of identical work get a median ratio near 1.0 and an
+    interval containing it, and a model doing half the work a median near 2x (each pair sees one
+    load; the few pairs a burst's edge splits widen the interval, not the median)."""
+    a, b, half = nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2)
+    clock = BurstyClock({id(a): 0.2, id(b): 0.2, id(half): 0.1}, seed)
+    options = TimingOptions(warmup=1, min_passes=40, min_time_ms=0, sample_min_ms=0.0)
+    same = time_paired(a, b, torch.zeros(1, 2), options, clock=clock)
+    assert same.low <= 1.0 <= same.high and same.median == pytest.approx(1.0, abs=0.06), same
+    faster = time_paired(a, half, torch.zeros(1, 2), options, clock=clock)
+    assert faster.median == pytest.approx(2.0, rel=0.06) and faster.low <= faster.median <= faster.high, faster
+    # unpaired, the medians of each model's own samples would not cancel the load: the pairing does
+    assert same.baseline.q3_ms / same.baseline.q1_ms > 2  # the bursts are really there
 
 
 # A GPU's samples: K passes between one pair of events. An injected clock (a latency model: a
