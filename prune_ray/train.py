@@ -166,14 +166,14 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, target
 
 
 def _loss_function(model: nn.Module, recipe: TrainRecipe, settings: DeviceSettings, teacher: nn.Module | None = None):
-    """(inputs, targets) -> the batch's mean cross-entropy (or distillation loss, with a teacher and
-    recipe.distill > 0): the part of the step torch.compile takes (its backward is compiled with it;
-    the optimiser's foreach step stays eager)."""
+    """(inputs, targets) -> the batch's mean cross-entropy, or with a `teacher` the distillation
+    loss: the part of the step torch.compile takes (its backward is compiled with it; the
+    optimiser's foreach step stays eager)."""
 
     def loss_of(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.autocast(settings.device_type, dtype=torch.bfloat16, enabled=settings.autocast):
             logits = model(inputs)
-            if teacher is None or recipe.distill == 0:
+            if teacher is None:
                 return F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
             with torch.no_grad():
                 teacher_logits = teacher(inputs)
@@ -238,7 +238,8 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, total_steps, warmup_steps)
     )
-    if teacher is not None and recipe.distill > 0:
+    teacher = teacher if recipe.distill > 0 else None  # distill 0: plain cross-entropy, no teacher pass
+    if teacher is not None:
         teacher.eval()
         if settings.channels_last:
             teacher.to(memory_format=torch.channels_last)

@@ -52,9 +52,19 @@ def test_train_with_a_teacher_differs_from_train_without_and_leaves_the_teacher_
     assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())
 
 
-def test_prune_and_finetune_distils_from_the_model_before_pruning(cnn, digits):
+def test_prune_and_finetune_distils_from_the_model_before_pruning(cnn, digits, monkeypatch):
+    from prune_ray.prune import iterative
+
+    teachers = []  # what each cycle's train() was given as its teacher: a snapshot of its weights
+
+    def recording(model, data, recipe, teacher=None, **kwargs):
+        teachers.append(None if teacher is None else copy.deepcopy(teacher.state_dict()))
+        return train(model, data, recipe, teacher=teacher, **kwargs)
+
+    monkeypatch.setattr(iterative, "train", recording)
     method = get_method("magnitude")
     final = ratios_to_counts(0.6, method.layers(cnn, digits.example_inputs(1)), method.max_ratio)
+    dense = copy.deepcopy(cnn.state_dict())
     losses = {}
     for distill in (0.0, 0.7):
         history = []
@@ -64,6 +74,10 @@ def test_prune_and_finetune_distils_from_the_model_before_pruning(cnn, digits):
         assert {n: int((m.weight == 0).sum()) for n, m in outcome.model.named_modules() if n in final} == final
         losses[distill] = [stats.train_loss for stats in history]
     assert len(losses[0.7]) == 2 and losses[0.7] != pytest.approx(losses[0.0])
+    assert teachers[:2] == [None, None]  # distill 0: no teacher
+    for taught in teachers[2:]:  # both cycles of distill 0.7: the dense model as it entered, unpruned
+        assert taught.keys() == dense.keys() and all(torch.equal(taught[k], dense[k]) for k in dense)
+    assert len(teachers) == 4
 
 
 @pytest.mark.parametrize("section, values, message", [
