@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.mnist_papers import IDX_FILES, unpack_mnist  # noqa: E402
+from benchmarks.paired import t_interval  # noqa: E402
 from prune_ray.points import OperatingPoint, TrialConfig  # noqa: E402
 from prune_ray.spec import ArtifactOptions, Resources, SweepSpec, load_spec  # noqa: E402
 from prune_ray.trial import TrialContext, run_trial  # noqa: E402
@@ -55,18 +55,6 @@ def paired_spec(path: str, data_root: str, storage: str, seed: int, finetune: li
         resources=Resources(cpu=1, gpu=0), artifacts=ArtifactOptions(save="none"), seeds=(seed,),
         finetune=dataclasses.replace(spec.finetune, **tune),
         baseline=dataclasses.replace(spec.baseline, train=dataclasses.replace(spec.baseline.train, **base)))
-
-
-def t_interval(values: list[float], level: float = 0.975) -> tuple[float, float]:
-    """Mean and the half-width of its Student t interval at quantile `level` (0.975: the two-sided
-    95% interval; 0.95: the one-sided 95% bound); nan for one value."""
-    from scipy import stats
-
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return mean, float(stats.t.ppf(level, len(values) - 1)) * sd / math.sqrt(len(values))
 
 
 def summary(differences: list[float]) -> str:

@@ -42,6 +42,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mnist_papers import unpack_mnist  # noqa: E402
+from paired import t_interval  # noqa: E402
 
 from prune_ray.results import read_results, read_steps  # noqa: E402
 from prune_ray.results.parquet import SAVED_SPEC  # noqa: E402
@@ -55,7 +56,6 @@ MODELS = {"lenet5": "mnist", "lenet5_caffe": "mnist", "digits": "digits"}  # --p
 ZOO = {"lenet5": "lenet5", "lenet5_caffe": "lenet5_caffe", "digits": "digits_cnn"}
 ONE_SHOT = ("uniform", "global", "lamp", "knapsack")
 LONG = ("global", "lamp", "knapsack")
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
 SMOKE = "search: {proposals: 6, race_keep: [2, 1], race_epochs: [1], curve_points: 4}\n"  # --smoke: the same code, seconds
@@ -123,12 +123,8 @@ def train_baselines(spec_yaml: str, seed: int) -> str:
 
 def interval(values: pd.Series) -> str:
     """Mean and 95% t-interval over the seeds that have a value (a failed trial has none)."""
-    values = values.dropna()
-    n = len(values)
-    if n < 2:
-        return f"{values.mean():+.2f}"
-    half = T_975.get(n, 1.96) * values.std() / math.sqrt(n)
-    return f"{values.mean():+.2f} [{values.mean() - half:+.2f}, {values.mean() + half:+.2f}]"
+    mean, half = t_interval(values.dropna().tolist())
+    return f"{mean:+.2f}" if math.isnan(half) else f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
 def paired_tables(frame: pd.DataFrame) -> str:
