@@ -11,7 +11,7 @@ from prune_ray.plan import PlanOptions, Proposal, Subject, get_schedule, list_sc
 from prune_ray.plan.allocations import lamp_scores, unit_scores
 from prune_ray.plan.densities import erk_densities, densities_of, project_densities
 from prune_ray.plan.proxy import Scorer
-from prune_ray.plan.searched import priors, theta_key
+from prune_ray.plan.searched import AUTO_PRIOR, priors, theta_key
 from prune_ray.spec import SweepSpec
 
 ONE_SHOT_BUDGETED = [s for s in list_schedules() if get_schedule(s).takes == "budget" and get_schedule(s).plan]
@@ -87,6 +87,7 @@ def test_searched_at_theta_zero_is_its_prior_exactly(prior, method_name, cnn, di
     theta = 0, exactly that allocation's plan; a prior that cannot serve the method is refused."""
     method = get_method(method_name)
     subject = subject_of(cnn, method, digits.example_inputs(1), data=digits)
+    assert set(AUTO_PRIOR.values()) <= set(priors())  # auto names registered one-shot allocations only
     options = PlanOptions(prior=prior, curve_points=4)
     spec = dataclasses.replace(SweepSpec(), search=options)
     name = {"magnitude": "lamp", "l1_filter": "global"}[method_name] if prior == "auto" else prior

@@ -59,9 +59,7 @@ def _plan(subject: Subject, budget: float, proposal: Proposal, options: PlanOpti
 def _check(spec: SweepSpec, subject: Subject) -> None:
     options = spec.search
     name = prior_name(options, subject.method.granularity)
-    prior = get_schedule(name)
-    if name not in one_shot_allocations():
-        raise ValueError(f"search.prior {name!r} is no one-shot budgeted allocation; allowed: {', '.join(priors())}")
+    prior = get_schedule(name)  # one of priors(): _validate checked search.prior, a test AUTO_PRIOR
     try:
         prior.check(spec, subject)
     except ValueError as error:
